@@ -1,0 +1,7 @@
+"""servekit: serve Python models fast."""
+
+__version__ = "0.1.0"
+
+from servekit.model import Model  # noqa: E402
+
+__all__ = ["Model", "__version__"]

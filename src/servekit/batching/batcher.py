@@ -1,0 +1,432 @@
+"""The Batcher: the one place that queues, groups, times out, cancels and dispatches work.
+
+Callers submit a list of items; the batcher merges items from many callers into batches of
+at most ``max_batch_size`` and runs ``handler(batch) -> results`` in its own worker threads,
+so the event loop keeps forming the next batch while one runs. Every submission gets exactly
+one outcome: its results in order, or one error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from servekit.batching.policy import BatchPolicy
+from servekit.batching.stats import BatcherStats
+from servekit.batching.work import Work
+from servekit.clock import Clock, LoopClock, TimerHandle
+from servekit.errors import (
+    Cancelled,
+    DeadlineExceeded,
+    Draining,
+    ModelError,
+    PayloadTooLarge,
+    QueueFull,
+)
+
+log = logging.getLogger("servekit.batching")
+
+Handler = Callable[[list[Any]], Sequence[Any]]
+"""Runs in a worker thread: one result (or an ``Exception`` instance) per item, in order."""
+
+_Part = tuple[Work, int, int]
+
+
+class Batcher:
+    """Dynamic batcher in front of a ``handler``; see the module docstring."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        policy: BatchPolicy | None = None,
+        *,
+        name: str = "model",
+        clock: Clock | None = None,
+    ) -> None:
+        self.handler = handler
+        self.policy = policy or BatchPolicy()
+        self.name = name
+        self.stats = BatcherStats()
+        self._clock = clock
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: deque[list[Any]] = deque()  # [work, start, end] chunks, oldest first
+        self._queued = 0  # items waiting in live chunks
+        self._intake: deque[Work] = deque()  # submissions from other threads
+        self._deadlines: list[tuple[float, int, Work]] = []
+        self._seq = itertools.count()
+        self._running = 0
+        self._inflight: dict[int, list[_Part]] = {}
+        self._batch_ids = itertools.count()
+        self._jobs: queue.SimpleQueue[tuple[int, list[Any], list[_Part]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._threads: list[threading.Thread] = []
+        self._wakeup: asyncio.Future[None] | None = None
+        self._sleeping = False
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Bind to the running loop and start the dispatcher and worker threads."""
+        if self._task is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        if self._clock is None:
+            self._clock = LoopClock(self._loop)
+        for i in range(self.policy.instances):
+            thread = threading.Thread(
+                target=self._worker, name=f"servekit-{self.name}-{i}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        self._task = self._loop.create_task(self._dispatch_loop(), name=f"batcher-{self.name}")
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    @property
+    def queued_items(self) -> int:
+        return self._queued
+
+    async def close(self, timeout: float | None = 30.0) -> None:
+        """Stop taking work, finish what is queued, then stop; after ``timeout`` fail the rest."""
+        self._closing = True
+        self._wake()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+            except (asyncio.TimeoutError, TimeoutError):
+                self._task.cancel()
+        # whatever is left (work that outlived the timeout, late submissions) fails clearly
+        self._fail_everything(Draining(f"model '{self.name}' shut down before this work ran"))
+        for _ in self._threads:
+            self._jobs.put(None)
+        self._threads.clear()
+
+    # ------------------------------------------------------------------ submitting
+    async def run(self, items: Sequence[Any], *, deadline: float | None = None) -> list[Any]:
+        """Submit from the event loop and wait for the results (in order)."""
+        loop = self._loop or asyncio.get_running_loop()
+        work = Work(items, deadline=deadline, future=loop.create_future())
+        self.submit(work)
+        try:
+            return await work.future  # type: ignore[misc]
+        except asyncio.CancelledError:
+            self.cancel(work)
+            raise
+
+    def submit(self, work: Work) -> Work:
+        """Admit ``work`` (loop thread only); refusals are delivered through ``work``."""
+        self._admit(work)
+        if work.queued:
+            self._wake()
+        return work
+
+    def submit_threadsafe(self, work: Work) -> Work:
+        """Admit ``work`` from any thread; the outcome arrives via its callback."""
+        self._intake.append(work)
+        if self._sleeping and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake)
+        return work
+
+    def cancel(self, work: Work, reason: str = "the caller cancelled") -> None:
+        """Fail ``work`` with ``Cancelled`` unless it already has an outcome (loop thread)."""
+        if not work.done:
+            self._fail(work, Cancelled(reason))
+
+    def cancel_threadsafe(self, work: Work, reason: str = "the caller cancelled") -> None:
+        if self._loop is not None and not work.done:
+            self._loop.call_soon_threadsafe(self.cancel, work, reason)
+
+    def now(self) -> float:
+        """The batcher's clock (monotonic seconds)."""
+        return self._clock.now() if self._clock is not None else time.monotonic()
+
+    # ------------------------------------------------------------------ loop side
+    def _admit(self, work: Work) -> None:
+        stats = self.stats
+        stats.requests += 1
+        n = len(work.items)
+        stats.items += n
+        if self._closing:
+            stats.refused += 1
+            self._fail(work, Draining(f"model '{self.name}' is shutting down"), counted=True)
+            return
+        if n == 0:
+            work.results = []
+            self._complete(work)
+            return
+        limit = self.policy.max_queue_size
+        if n > limit:
+            stats.refused += 1
+            self._fail(
+                work,
+                PayloadTooLarge(
+                    f"request has {n} items but model '{self.name}' queues at most {limit}"
+                ),
+                counted=True,
+            )
+            return
+        if self._queued + n > limit:
+            stats.refused += 1
+            self._fail(
+                work,
+                QueueFull(
+                    f"model '{self.name}' queue is full ({self._queued} of {limit} items);"
+                    " retry later",
+                    retry_after=1.0,
+                ),
+                counted=True,
+            )
+            return
+        now = self._clock.now()  # type: ignore[union-attr]
+        work.enqueued_at = now
+        work.queued = n
+        self._queued += n
+        self._queue.append([work, 0, n])
+        if work.deadline is not None:
+            heapq.heappush(self._deadlines, (work.deadline, next(self._seq), work))
+
+    def _drain_intake(self) -> None:
+        intake = self._intake
+        while intake:
+            self._admit(intake.popleft())
+
+    async def _dispatch_loop(self) -> None:
+        policy = self.policy
+        while True:
+            try:
+                if self._intake:
+                    self._drain_intake()
+                now = self._clock.now()  # type: ignore[union-attr]
+                if self._deadlines and self._deadlines[0][0] <= now:
+                    self._expire(now)
+                wake_at: float | None = None
+                if self._queued and self._running < policy.instances:
+                    if self._closing or self._queued >= policy.idle_batch_size:
+                        self._dispatch(now)
+                        continue
+                    due = self._oldest_enqueued() + policy.max_latency
+                    if now >= due:
+                        self._dispatch(now)
+                        continue
+                    wake_at = due
+                elif self._closing and not self._queued and not self._running:
+                    return
+                next_deadline = self._next_deadline()
+                if next_deadline is not None and (wake_at is None or next_deadline < wake_at):
+                    wake_at = next_deadline
+                await self._sleep(wake_at)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the dispatcher is a boundary: report and keep serving
+                log.exception("batcher %s: unexpected error in dispatch loop", self.name)
+                await asyncio.sleep(0.01)
+
+    async def _sleep(self, wake_at: float | None) -> None:
+        self._sleeping = True
+        if self._intake:  # re-check after raising the flag: no lost wake-ups
+            self._sleeping = False
+            return
+        loop = self._loop
+        assert loop is not None
+        self._wakeup = loop.create_future()
+        timer: TimerHandle | None = None
+        if wake_at is not None:
+            timer = self._clock.call_at(wake_at, self._wake)  # type: ignore[union-attr]
+        try:
+            await self._wakeup
+        finally:
+            self._sleeping = False
+            self._wakeup = None
+            if timer is not None:
+                timer.cancel()
+
+    def _wake(self) -> None:
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    def _oldest_enqueued(self) -> float:
+        q = self._queue
+        while q[0][0].done:
+            q.popleft()
+        return q[0][0].enqueued_at
+
+    def _next_deadline(self) -> float | None:
+        heap = self._deadlines
+        while heap and (heap[0][2].done or not heap[0][2].queued):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def _expire(self, now: float) -> None:
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            _, _, work = heapq.heappop(heap)
+            if not work.done and work.queued:
+                self._fail(work, self._deadline_error())
+        if len(heap) > 1024 and len(heap) > 4 * self._queued:
+            self._deadlines = [e for e in heap if not e[2].done and e[2].queued]
+            heapq.heapify(self._deadlines)
+
+    def _deadline_error(self) -> DeadlineExceeded:
+        return DeadlineExceeded(
+            f"deadline passed while waiting in model '{self.name}' queue; the model did not run it"
+        )
+
+    def _dispatch(self, now: float) -> None:
+        q = self._queue
+        capacity = self.policy.max_batch_size
+        items: list[Any] = []
+        parts: list[_Part] = []
+        wait = 0.0
+        while capacity and q:
+            chunk = q[0]
+            work: Work = chunk[0]
+            if work.done:
+                q.popleft()
+                continue
+            if work.deadline is not None and work.deadline <= now:
+                q.popleft()
+                self._fail(work, self._deadline_error())
+                continue
+            if work.token is not None and work.token.is_set():
+                q.popleft()
+                self._fail(work, Cancelled("cancelled by its cancellation token"))
+                continue
+            start, end = chunk[1], chunk[2]
+            if end - start <= capacity:
+                q.popleft()
+                take = end
+            else:
+                take = start + capacity
+                chunk[1] = take
+            count = take - start
+            if count == len(work.items):
+                items.extend(work.items)
+            else:
+                items.extend(work.items[start:take])
+            parts.append((work, start, take))
+            work.queued -= count
+            self._queued -= count
+            capacity -= count
+            wait += (now - work.enqueued_at) * count
+        if not parts:
+            return
+        stats = self.stats
+        stats.batches += 1
+        stats.batch_sizes[len(items)] += 1
+        stats.queue_wait_seconds += wait
+        batch_id = next(self._batch_ids)
+        self._inflight[batch_id] = parts
+        self._running += 1
+        self._jobs.put((batch_id, items, parts))
+
+    def _worker(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        handler = self.handler
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            batch_id, items, _ = job
+            started = time.perf_counter()
+            error: BaseException | None = None
+            outputs: Sequence[Any] | None = None
+            try:
+                outputs = handler(items)
+                if not isinstance(outputs, (list, tuple)):
+                    outputs = list(outputs)
+                if len(outputs) != len(items):
+                    error = ModelError(
+                        f"model '{self.name}' returned {len(outputs)} results for a batch of"
+                        f" {len(items)} items; predict must return exactly one result per item"
+                    )
+            except Exception as exc:  # the model's error goes to the callers of this batch
+                error = exc
+            elapsed = time.perf_counter() - started
+            try:
+                loop.call_soon_threadsafe(self._finish, batch_id, outputs, error, elapsed)
+            except RuntimeError:  # loop closed: nobody is waiting any more
+                return
+
+    def _finish(
+        self,
+        batch_id: int,
+        outputs: Sequence[Any] | None,
+        error: BaseException | None,
+        elapsed: float,
+    ) -> None:
+        self._running -= 1
+        self.stats.predict_seconds += elapsed
+        parts = self._inflight.pop(batch_id, ())
+        if error is not None or outputs is None:
+            for work, _, _ in parts:
+                self._fail(work, error or ModelError("model produced no output"))
+        else:
+            offset = 0
+            for work, start, end in parts:
+                count = end - start
+                if not work.done:
+                    self._deliver(work, start, end, outputs[offset : offset + count])
+                offset += count
+        self._wake()
+
+    def _deliver(self, work: Work, start: int, end: int, outputs: Sequence[Any]) -> None:
+        for out in outputs:
+            if isinstance(out, BaseException):
+                self._fail(work, out)
+                return
+        if start == 0 and end == len(work.items):
+            work.results = outputs if isinstance(outputs, list) else list(outputs)
+        else:
+            if work.results is None:
+                work.results = [None] * len(work.items)
+            work.results[start:end] = outputs
+        work.remaining -= end - start
+        if work.remaining == 0:
+            self._complete(work)
+
+    def _complete(self, work: Work) -> None:
+        work.done = True
+        self.stats.completed += 1
+        work.notify()
+
+    def _fail(self, work: Work, error: BaseException, *, counted: bool = False) -> None:
+        if work.done:
+            return
+        work.done = True
+        self._queued -= work.queued
+        work.queued = 0
+        work.error = error
+        if not counted:
+            stats = self.stats
+            if isinstance(error, DeadlineExceeded):
+                stats.timed_out += 1
+            elif isinstance(error, Cancelled):
+                stats.cancelled += 1
+            else:
+                stats.failed += 1
+        work.notify()
+
+    def _fail_everything(self, error: BaseException) -> None:
+        for chunk in self._queue:
+            self._fail(chunk[0], error)
+        self._queue.clear()
+        for parts in self._inflight.values():
+            for work, _, _ in parts:
+                self._fail(work, error)
+        self._inflight.clear()
+        while self._intake:
+            self._fail(self._intake.popleft(), error)

@@ -1,0 +1,171 @@
+"""Thread API for dynamic batching, compatible with pyraisdk's ``dynbatch``.
+
+A thin facade over :class:`servekit.batching.Batcher`: the batcher runs on an event loop in
+a background thread; any number of caller threads submit items and block for their results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+from servekit.batching import Batcher, BatchPolicy, CancelToken, Work
+from servekit.errors import Cancelled, DeadlineExceeded, Draining
+
+__all__ = [
+    "BaseModel",
+    "DynamicBatchModel",
+    "PredictCancelledError",
+    "PredictTimeoutError",
+]
+
+
+class PredictTimeoutError(DeadlineExceeded):
+    """The result did not arrive within ``timeout`` seconds."""
+
+
+class PredictCancelledError(Cancelled):
+    """The caller's cancellation token was set before the item ran."""
+
+
+class BaseModel(ABC):
+    """What :class:`DynamicBatchModel` batches for: ``predict`` gets a list, returns a list."""
+
+    @abstractmethod
+    def predict(self, items: list[Any]) -> list[Any]:
+        """One result per input item, in order."""
+
+    def preprocess(self, items: list[Any]) -> list[Any]:
+        """Runs on each batch just before ``predict`` (in the model thread)."""
+        return items
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+class DynamicBatchModel:
+    """Batch ``model.predict`` across threads; thread-safe.
+
+    Settings come from the arguments, else ``SERVEKIT_MAX_BATCH_SIZE``,
+    ``SERVEKIT_IDLE_BATCH_SIZE``, ``SERVEKIT_MAX_BATCH_INTERVAL`` (seconds), else defaults.
+    """
+
+    def __init__(
+        self,
+        model: BaseModel,
+        max_batch_size: int | None = None,
+        idle_batch_size: int | None = None,
+        max_batch_interval: float | None = None,
+        *,
+        max_queue_size: int | None = None,
+        instances: int | None = None,
+    ) -> None:
+        self.model = model
+        self.policy = BatchPolicy.resolve(
+            max_batch_size=max_batch_size,
+            idle_batch_size=idle_batch_size,
+            max_latency=max_batch_interval,
+            max_queue_size=max_queue_size,
+            instances=instances,
+        )
+        self.max_batch_size = self.policy.max_batch_size
+        self.idle_batch_size = self.policy.idle_batch_size
+        self.max_batch_interval = self.policy.max_latency
+        self._batcher = Batcher(self._run_batch, self.policy, name=type(model).__name__)
+        self._closed = False
+        self._loop = _new_loop()
+        started = threading.Event()
+        self._thread = threading.Thread(
+            target=self._serve_loop, args=(started,), name="servekit-dynbatch", daemon=True
+        )
+        self._thread.start()
+        started.wait()
+
+    def _serve_loop(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._batcher.start())
+        started.set()
+        self._loop.run_forever()
+        self._loop.close()
+
+    def _run_batch(self, items: list[Any]) -> list[Any]:
+        return self.model.predict(self.model.preprocess(items))
+
+    @property
+    def stats(self) -> dict[str, object]:
+        """Batch sizes, waits and outcome counts so far."""
+        return self._batcher.stats.snapshot()
+
+    def predict(
+        self,
+        items: Sequence[Any],
+        timeout: float | None = 1.0,
+        raise_timeout: bool = True,
+        cancellation_token: CancelToken | None = None,
+    ) -> list[Any]:
+        """Results for ``items`` in order; they may be split over several batches.
+
+        On timeout raise :class:`PredictTimeoutError`, or with ``raise_timeout=False`` return
+        ``None`` for each item. A set ``cancellation_token`` (e.g. ``threading.Event``) drops
+        items that have not run yet and raises :class:`PredictCancelledError`.
+        """
+        if self._closed:
+            raise Draining("DynamicBatchModel is closed")
+        batcher = self._batcher
+        lock = threading.Lock()
+        lock.acquire()
+        deadline = None if timeout is None else batcher.now() + timeout
+        work = Work(items, deadline=deadline, callback=lock.release, token=cancellation_token)
+        batcher.submit_threadsafe(work)
+        if not lock.acquire(timeout=-1 if timeout is None else timeout):
+            batcher.cancel_threadsafe(work, "the caller timed out")
+            if not work.done or work.error is not None:
+                return self._timed_out(len(items), timeout, raise_timeout)
+        error = work.error
+        if error is None:
+            return work.results  # type: ignore[return-value]
+        if isinstance(error, DeadlineExceeded):
+            return self._timed_out(len(items), timeout, raise_timeout)
+        if isinstance(error, Cancelled) and not isinstance(error, PredictCancelledError):
+            raise PredictCancelledError(error.message) from error
+        raise error
+
+    @staticmethod
+    def _timed_out(count: int, timeout: float | None, raise_timeout: bool) -> list[Any]:
+        if raise_timeout:
+            raise PredictTimeoutError(f"no result within {timeout} s")
+        return [None] * count
+
+    def predict_one(
+        self,
+        item: Any,
+        timeout: float | None = 1.0,
+        raise_timeout: bool = True,
+        cancellation_token: CancelToken | None = None,
+    ) -> Any:
+        """Like :meth:`predict` for a single item."""
+        return self.predict([item], timeout, raise_timeout, cancellation_token)[0]
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Finish queued work (up to ``timeout`` seconds), then stop the background thread."""
+        if self._closed:
+            return
+        self._closed = True
+        future = asyncio.run_coroutine_threadsafe(self._batcher.close(timeout), self._loop)
+        future.result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+
+    def __enter__(self) -> DynamicBatchModel:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

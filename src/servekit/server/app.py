@@ -1,0 +1,218 @@
+"""The servekit ASGI application: routing, auth, limits, lifespan (load → serve → drain)."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from servekit import __version__
+from servekit.errors import (
+    BadRequest,
+    Cancelled,
+    ModelError,
+    NotFound,
+    ServekitError,
+    Unauthorized,
+)
+from servekit.model import Model
+from servekit.protocol.v2 import server_metadata
+from servekit.server import v2
+from servekit.server.asgi import (
+    Receive,
+    Scope,
+    Send,
+    header,
+    read_body,
+    send_bytes,
+    send_error,
+    send_json,
+)
+from servekit.server.metrics import render_metrics
+from servekit.server.runtime import ModelRegistry, ModelRuntime
+
+log = logging.getLogger("servekit.server")
+
+DEFAULT_MAX_BODY = 64 * 1024 * 1024
+EXTENSIONS = ["binary_tensor_data", "parameters"]
+
+
+class App:
+    """An ASGI app serving ``models`` over the v2 REST protocol.
+
+    ``token`` guards every route but liveness (``Authorization: Bearer <token>`` or the plain
+    token); ``max_body_size`` bounds request bodies (413 beyond); ``drain_timeout`` is how
+    long shutdown waits for queued work. ``batching`` overrides every model's settings
+    (e.g. ``max_batch_size=64``).
+    """
+
+    def __init__(
+        self,
+        models: Iterable[Model],
+        *,
+        token: str | None = None,
+        max_body_size: int = DEFAULT_MAX_BODY,
+        drain_timeout: float = 30.0,
+        **batching: Any,
+    ) -> None:
+        self.registry = ModelRegistry()
+        for model in models:
+            if not isinstance(model, Model):
+                raise TypeError(f"expected a servekit.Model, got {type(model).__name__}")
+            self.registry.add(ModelRuntime(model, model.batch_policy(**batching)))
+        if not len(self.registry):
+            raise ValueError("App needs at least one model")
+        self.token = token.encode() if token else None
+        self.max_body_size = max_body_size
+        self.drain_timeout = drain_timeout
+        self.started = False
+        self._load_tasks: list[asyncio.Task[None]] = []
+
+    # ------------------------------------------------------------------ lifecycle
+    async def startup(self) -> None:
+        """Start batchers and begin loading models in the background."""
+        if self.started:
+            return
+        self.started = True
+        loop = asyncio.get_running_loop()
+        for runtime in self.registry:
+            await runtime.start()
+            self._load_tasks.append(loop.create_task(runtime.load()))
+
+    async def wait_loaded(self) -> None:
+        """Wait until every model finished loading (successfully or not)."""
+        await asyncio.gather(*self._load_tasks)
+
+    async def shutdown(self) -> None:
+        """Refuse new work (503), let queued work finish, then stop."""
+        await asyncio.gather(*(rt.stop(self.drain_timeout) for rt in self.registry))
+
+    @property
+    def ready(self) -> bool:
+        return all(rt.ready for rt in self.registry)
+
+    # ------------------------------------------------------------------ ASGI
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:  # report to the server, which exits
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._route(scope, receive, send)
+        except ServekitError as exc:
+            if isinstance(exc, Cancelled):
+                return  # the client is gone: nobody to answer
+            await send_error(send, exc)
+        except Exception as exc:  # a boundary: answer 500, keep serving everyone else
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            await send_error(send, ModelError(f"internal error: {type(exc).__name__}: {exc}"))
+
+    def _check_token(self, scope: Scope) -> None:
+        if self.token is None:
+            return
+        given = header(scope, b"authorization") or b""
+        if given[:7].lower() == b"bearer ":
+            given = given[7:]
+        if not hmac.compare_digest(given.strip(), self.token):
+            raise Unauthorized("missing or wrong token in the Authorization header")
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        parts = scope["path"].strip("/").split("/")
+        method = scope["method"]
+        if parts[0] == "v2":
+            if parts[1:] == ["health", "live"]:
+                await send_json(send, 200, {"live": True})
+                return
+            self._check_token(scope)
+            if len(parts) == 1:
+                self._expect(method, "GET")
+                await send_json(
+                    send, 200, server_metadata("servekit", __version__, EXTENSIONS)
+                )
+            elif parts[1:] == ["health", "ready"]:
+                ready = self.ready
+                await send_json(send, 200 if ready else 503, {"ready": ready})
+            elif parts[1] == "models" and len(parts) >= 3:
+                await self._model_route(scope, receive, send, parts[2:])
+            else:
+                raise NotFound(f"no route for {method} {scope['path']}")
+        elif parts == ["metrics"] or parts == ["health"] or parts == [""]:
+            await self._misc(scope, send, parts[0])
+        else:
+            raise NotFound(f"no route for {method} {scope['path']}")
+
+    async def _misc(self, scope: Scope, send: Send, what: str) -> None:
+        if what == "metrics":
+            body, content_type = render_metrics(self.registry)
+            await send_bytes(send, 200, body, [(b"content-type", content_type)])
+            return
+        await send_json(
+            send,
+            200,
+            {
+                "name": "servekit",
+                "version": __version__,
+                "models": {rt.model.full_name: rt.state for rt in self.registry},
+            },
+        )
+
+    @staticmethod
+    def _expect(method: str, *allowed: str) -> None:
+        if method not in allowed:
+            raise ServekitError(
+                f"method {method} not allowed here (use {' or '.join(allowed)})", status=405
+            )
+
+    async def _model_route(
+        self, scope: Scope, receive: Receive, send: Send, parts: list[str]
+    ) -> None:
+        name, rest = parts[0], parts[1:]
+        version = None
+        if rest[:1] == ["versions"]:
+            if len(rest) < 2 or not rest[1]:
+                raise BadRequest("missing version after /versions/")
+            version, rest = rest[1], rest[2:]
+        runtime = self.registry.get(name, version)
+        method = scope["method"]
+        if not rest:
+            self._expect(method, "GET")
+            versions = [version] if version else self.registry.versions(name)
+            await send_json(send, 200, v2.metadata(runtime, versions))
+            return
+        if len(rest) != 1:
+            raise NotFound(f"no route for {method} {scope['path']}")
+        action = rest[0]
+        if action == "ready":
+            self._expect(method, "GET")
+            ready = runtime.ready
+            await send_json(send, 200 if ready else 503, {"name": name, "ready": ready})
+            return
+        self._expect(method, "POST")
+        runtime.check_ready()
+        body = await read_body(scope, receive, self.max_body_size)
+        if action == "infer":
+            await v2.infer(runtime, scope, receive, send, body)
+        elif action == "explain":
+            await v2.explain(runtime, scope, send, body)
+        else:
+            await v2.operation(runtime, action, send, body)

@@ -1,0 +1,79 @@
+"""Bare ASGI helpers for the hot path: read a bounded body, send a response."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+import orjson
+
+from servekit.errors import BadRequest, Cancelled, PayloadTooLarge, ServekitError
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+JSON = b"application/json"
+_JSON_HEADERS = [(b"content-type", JSON)]
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """First value of a request header (``name`` in lower case)."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value  # type: ignore[no-any-return]
+    return None
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The whole request body; ``PayloadTooLarge`` past ``limit`` bytes."""
+    length = header(scope, b"content-length")
+    if length is not None:
+        try:
+            declared = int(length)
+        except ValueError:
+            raise BadRequest(f"Content-Length {length.decode(errors='replace')!r} is not a number")
+        if declared > limit:
+            raise PayloadTooLarge(f"request body of {declared} bytes exceeds the {limit}-byte limit")
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise Cancelled("client disconnected while sending the request")
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body"):
+        return body
+    chunks = [body]
+    size = len(body)
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Cancelled("client disconnected while sending the request")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit")
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def send_bytes(
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: Iterable[tuple[bytes, bytes]] = _JSON_HEADERS,
+) -> None:
+    """Send a complete response in two ASGI messages."""
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_json(send: Send, status: int, document: Any) -> None:
+    await send_bytes(send, status, orjson.dumps(document))
+
+
+async def send_error(send: Send, error: ServekitError) -> None:
+    """``{"error": message}`` with the error's status and headers (e.g. ``Retry-After``)."""
+    headers = [(b"content-type", JSON)]
+    headers.extend((k.encode(), v.encode()) for k, v in error.headers().items())
+    await send_bytes(send, error.status, orjson.dumps({"error": error.message}), headers)

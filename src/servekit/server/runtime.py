@@ -1,0 +1,108 @@
+"""A served model's runtime (model + batcher + state) and the registry of models and versions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+
+from servekit.batching import Batcher, BatchPolicy
+from servekit.errors import Draining, ModelNotFound, ModelNotReady
+from servekit.model import Model
+
+log = logging.getLogger("servekit.server")
+
+LOADING, READY, FAILED, DRAINING, STOPPED = "loading", "ready", "failed", "draining", "stopped"
+
+
+class ModelRuntime:
+    """One model being served: its batcher, load state and load error if any."""
+
+    def __init__(self, model: Model, policy: BatchPolicy) -> None:
+        self.model = model
+        self.policy = policy
+        self.batcher = Batcher(model.run_batch, policy, name=model.full_name)
+        self.state = LOADING
+        self.load_error: str | None = None
+        self.operations = model.operations()
+
+    @property
+    def ready(self) -> bool:
+        return self.state == READY
+
+    def check_ready(self) -> None:
+        """Raise the 503 that says why this model cannot take work now."""
+        if self.state == READY:
+            return
+        name = self.model.full_name
+        if self.state == LOADING:
+            raise ModelNotReady(f"model '{name}' is still loading")
+        if self.state == FAILED:
+            raise ModelNotReady(f"model '{name}' failed to load: {self.load_error}")
+        raise Draining(f"model '{name}' is shutting down")
+
+    async def start(self) -> None:
+        await self.batcher.start()
+
+    async def load(self) -> None:
+        """Run ``model.load()`` in a thread; a failure is recorded and reported, not hidden."""
+        try:
+            await asyncio.to_thread(self.model.load)
+        except Exception as exc:  # any load failure is the model's state, shown at /ready
+            self.state = FAILED
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            log.error("model %s failed to load: %s", self.model.full_name, self.load_error)
+            return
+        if self.state == LOADING:
+            self.state = READY
+            log.info("model %s is ready", self.model.full_name)
+
+    async def stop(self, timeout: float) -> None:
+        self.state = DRAINING
+        await self.batcher.close(timeout)
+        self.state = STOPPED
+
+
+def _version_key(version: str | None) -> tuple[Any, ...]:
+    parts = re.split(r"(\d+)", version or "")
+    return tuple(int(p) if p.isdigit() else p for p in parts)
+
+
+class ModelRegistry:
+    """Models by name and version; a name without a version means its newest version."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, dict[str | None, ModelRuntime]] = {}
+
+    def add(self, runtime: ModelRuntime) -> None:
+        model = runtime.model
+        versions = self._by_name.setdefault(str(model.name), {})
+        if model.version in versions:
+            raise ValueError(f"model '{model.full_name}' is registered twice")
+        versions[model.version] = runtime
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for versions in self._by_name.values():
+            yield from versions.values()
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._by_name.values())
+
+    def versions(self, name: str) -> list[str]:
+        return sorted((v for v in self._by_name.get(name, {}) if v), key=_version_key)
+
+    def get(self, name: str, version: str | None = None) -> ModelRuntime:
+        versions = self._by_name.get(name)
+        if not versions:
+            known = ", ".join(sorted(self._by_name)) or "none"
+            raise ModelNotFound(f"unknown model '{name}' (served models: {known})")
+        if version is None:
+            if None in versions:
+                return versions[None]
+            return versions[max(versions, key=_version_key)]
+        runtime = versions.get(version)
+        if runtime is None:
+            known = ", ".join(self.versions(name)) or "none"
+            raise ModelNotFound(f"model '{name}' has no version '{version}' (versions: {known})")
+        return runtime

@@ -1,0 +1,234 @@
+"""Open Inference Protocol (KServe v2) REST routes: health, metadata, infer, explain, ops."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+import orjson
+
+from servekit.batching import Work
+from servekit.errors import BadRequest, DeadlineExceeded, ModelError, NotFound
+from servekit.protocol.v2 import (
+    InferRequest,
+    encode_infer_response,
+    model_metadata,
+    parse_infer_request,
+)
+from servekit.server.asgi import JSON, Receive, Scope, Send, header, send_bytes
+from servekit.server.runtime import ModelRuntime
+
+TIMEOUT_HEADER = b"x-request-timeout-ms"
+
+
+def metadata(runtime: ModelRuntime, versions: list[str]) -> dict[str, Any]:
+    model = runtime.model
+    doc = model_metadata(str(model.name), versions, model.platform, model.inputs, model.outputs)
+    doc["state"] = runtime.state
+    if runtime.load_error:
+        doc["error"] = runtime.load_error
+    return doc
+
+
+def split_items(runtime: ModelRuntime, inputs: dict[str, np.ndarray]) -> list[Any]:
+    """Rows along the first axis become items: an array per row, or a dict per row."""
+    if not runtime.model.batch_rows:
+        return [next(iter(inputs.values())) if len(inputs) == 1 else inputs]
+    arrays = list(inputs.values())
+    if any(a.ndim == 0 for a in arrays):
+        scalar = next(n for n, a in inputs.items() if a.ndim == 0)
+        raise BadRequest(
+            f"input '{scalar}' is a scalar; model '{runtime.model.name}' batches rows along the"
+            " first axis, so every input needs a first dimension"
+        )
+    if len(arrays) == 1:
+        return list(arrays[0])
+    rows = {name: a.shape[0] for name, a in inputs.items()}
+    if len(set(rows.values())) != 1:
+        raise BadRequest(f"inputs disagree on the number of rows (first dimension): {rows}")
+    names = list(inputs)
+    return [dict(zip(names, row)) for row in zip(*arrays)]
+
+
+def join_outputs(runtime: ModelRuntime, results: list[Any]) -> dict[str, np.ndarray]:
+    """Stack per-item outputs back into tensors named after the model's outputs."""
+    model = runtime.model
+    if not model.batch_rows:
+        result = results[0]
+        if isinstance(result, dict):
+            return {k: np.asarray(v) for k, v in result.items()}
+        return {_default_output_name(model): np.asarray(result)}
+    first = results[0]
+    try:
+        if isinstance(first, dict):
+            return {key: np.stack([np.asarray(r[key]) for r in results]) for key in first}
+        return {_default_output_name(model): np.stack([np.asarray(r) for r in results])}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(
+            f"model '{model.name}' returned per-item outputs that cannot be stacked into one"
+            f" tensor (every item must give the same names and shapes): {exc}"
+        ) from exc
+
+
+def _default_output_name(model: Any) -> str:
+    outputs = model.outputs
+    return str(outputs[0]["name"]) if outputs else "output-0"
+
+
+def deadline_for(runtime: ModelRuntime, scope: Scope, request: InferRequest) -> float | None:
+    """The caller's deadline on the batcher's clock, from ``parameters.timeout`` (µs) or header."""
+    seconds: float | None = None
+    if request.timeout_us is not None:
+        seconds = request.timeout_us / 1e6
+    raw = header(scope, TIMEOUT_HEADER)
+    if raw is not None:
+        try:
+            seconds = float(raw) / 1e3
+        except ValueError:
+            raise BadRequest(
+                f"header X-Request-Timeout-Ms must be a number of milliseconds, got {raw!r}"
+            ) from None
+        if seconds < 0:
+            raise BadRequest("header X-Request-Timeout-Ms must not be negative")
+    if seconds is None:
+        return None
+    return runtime.batcher.now() + seconds
+
+
+def _select_outputs(
+    runtime: ModelRuntime, request: InferRequest, outputs: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    if not request.outputs:
+        return outputs
+    selected = {}
+    for wanted in request.outputs:
+        if wanted.name not in outputs:
+            known = ", ".join(outputs)
+            raise BadRequest(
+                f"model '{runtime.model.name}' has no output '{wanted.name}' (outputs: {known})"
+            )
+        selected[wanted.name] = outputs[wanted.name]
+    return selected
+
+
+async def infer(
+    runtime: ModelRuntime, scope: Scope, receive: Receive, send: Send, body: bytes
+) -> None:
+    """``POST /v2/models/{name}[/versions/{v}]/infer``."""
+    request = parse_infer_request(body, _json_length(scope))
+    model = runtime.model
+    try:
+        model.validate(request.inputs)
+    except ValueError as exc:
+        raise BadRequest(f"model '{model.name}' rejected the request: {exc}") from exc
+    items = split_items(runtime, request.inputs)
+    deadline = deadline_for(runtime, scope, request)
+    if deadline is not None and deadline <= runtime.batcher.now():
+        raise DeadlineExceeded("the request's timeout had already passed when it arrived")
+    results = await run_watching_disconnect(runtime, receive, items, deadline)
+    outputs = _select_outputs(runtime, request, join_outputs(runtime, results))
+    binary: bool | set[str] = request.binary_output
+    if request.outputs:
+        binary = {o.name for o in request.outputs if request.wants_binary(o.name)}
+    body_out, json_length = encode_infer_response(
+        str(model.name), model.version, request.id, outputs, binary=binary
+    )
+    if json_length is None:
+        await send_bytes(send, 200, body_out)
+    else:
+        headers = [
+            (b"content-type", b"application/octet-stream"),
+            (b"inference-header-content-length", str(json_length).encode()),
+        ]
+        await send_bytes(send, 200, body_out, headers)
+
+
+async def run_watching_disconnect(
+    runtime: ModelRuntime, receive: Receive, items: list[Any], deadline: float | None
+) -> list[Any]:
+    """Run items through the batcher; if the client goes away first, cancel them."""
+    batcher = runtime.batcher
+    loop = asyncio.get_running_loop()
+    work = Work(items, deadline=deadline, future=loop.create_future())
+    watcher = loop.create_task(receive())
+
+    def on_message(task: asyncio.Task[Any]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return
+        if task.result().get("type") == "http.disconnect" and not work.done:
+            batcher.cancel(work, "the client disconnected")
+
+    watcher.add_done_callback(on_message)
+    batcher.submit(work)
+    try:
+        return await work.future  # type: ignore[no-any-return,misc]
+    except asyncio.CancelledError:
+        batcher.cancel(work)
+        raise
+    finally:
+        if not watcher.done():
+            watcher.cancel()
+
+
+def _json_length(scope: Scope) -> int | None:
+    raw = header(scope, b"inference-header-content-length")
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(
+            f"header Inference-Header-Content-Length must be an integer, got {raw!r}"
+        ) from None
+    if value < 0:
+        raise BadRequest("header Inference-Header-Content-Length must not be negative")
+    return value
+
+
+async def explain(runtime: ModelRuntime, scope: Scope, send: Send, body: bytes) -> None:
+    """``POST …/explain``: decode like infer, call ``model.explain(items)`` in a thread."""
+    request = parse_infer_request(body, _json_length(scope))
+    items = split_items(runtime, request.inputs)
+    try:
+        results = await asyncio.to_thread(runtime.model.explain, items)
+    except NotImplementedError as exc:
+        raise BadRequest(str(exc)) from exc
+    if len(results) != len(items):
+        raise ModelError(f"explain returned {len(results)} results for {len(items)} items")
+    await send_bytes(
+        send,
+        200,
+        orjson.dumps(
+            {"model_name": runtime.model.name, "id": request.id, "explanations": results},
+            option=orjson.OPT_SERIALIZE_NUMPY,
+            default=_jsonable,
+        ),
+    )
+
+
+async def operation(runtime: ModelRuntime, op: str, send: Send, body: bytes) -> None:
+    """``POST …/{op}``: JSON in, ``model.op_<op>(payload)`` in a thread, JSON out."""
+    handler = runtime.operations.get(op)
+    if handler is None:
+        known = ", ".join(["infer", "explain", "ready", *sorted(runtime.operations)])
+        raise NotFound(f"model '{runtime.model.name}' has no operation '{op}' (has: {known})")
+    try:
+        payload = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+    result = await asyncio.to_thread(handler, payload)
+    await send_bytes(
+        send, 200, orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY, default=_jsonable)
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+__all__ = ["JSON", "explain", "infer", "metadata", "operation"]
