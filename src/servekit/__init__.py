@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from servekit.model import Model  # noqa: E402
+from servekit.model import Model
 
 __all__ = ["Model", "__version__"]

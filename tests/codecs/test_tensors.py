@@ -1,6 +1,9 @@
+import hypothesis.extra.numpy as hnp
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from servekit.codecs import V2_DATATYPES, decode_tensor, encode_tensor, numpy_dtype, v2_datatype
 from servekit.errors import BadRequest, ModelError
@@ -422,6 +425,11 @@ def test_unknown_datatype_is_rejected():
         decode_tensor(spec("FLOAT"))
 
 
+def test_datatype_that_is_not_a_string_is_rejected():
+    with pytest.raises(BadRequest, match=r"^input 'x': unknown datatype \['FP32'\]"):
+        decode_tensor(spec(["FP32"]))  # type: ignore[arg-type]
+
+
 def test_missing_data_is_rejected():
     s = spec()
     del s["data"]
@@ -470,3 +478,43 @@ def test_binary_bytes_with_overlong_element_is_rejected():
 def test_binary_bytes_with_wrong_element_count_is_rejected():
     s = {"name": "x", "shape": [3], "datatype": "BYTES"}
     bad("input 'x': shape [3] has 3 elements but data has 1", s, b"\x01\0\0\0a")
+
+
+# ------------------------------------------------------------------------ property checks
+
+SHAPES = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4)
+
+
+@st.composite
+def tensors(draw: st.DrawFn, *, finite: bool) -> np.ndarray:
+    datatype = draw(st.sampled_from(V2_DATATYPES))
+    if datatype == "BYTES":
+        element = st.text() if finite else st.binary()
+        return draw(hnp.arrays(object, SHAPES, elements=element.map(_to_bytes)))
+    dtype = numpy_dtype(datatype)
+    if finite and dtype.kind == "f":
+        elements = st.floats(allow_nan=False, allow_infinity=False, width=dtype.itemsize * 8)
+        return draw(hnp.arrays(dtype, SHAPES, elements=elements))
+    return draw(hnp.arrays(dtype, SHAPES))
+
+
+def _to_bytes(value: str | bytes) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
+@settings(max_examples=300, deadline=None)
+@given(arr=tensors(finite=True), numpy_data=st.booleans())
+def test_any_finite_tensor_round_trips_through_json(arr, numpy_data):
+    spec, _ = encode_tensor("t", arr, numpy_data=numpy_data)
+    got = decode_tensor(json_wire(spec))
+    assert got.dtype == numpy_dtype(v2_datatype(arr.dtype))
+    np.testing.assert_array_equal(got, arr)
+
+
+@settings(max_examples=300, deadline=None)
+@given(arr=tensors(finite=False))
+def test_any_tensor_round_trips_through_binary(arr):
+    spec, raw = encode_tensor("t", arr, binary=True)
+    got = decode_tensor(json_wire(spec), raw)
+    assert got.dtype == numpy_dtype(v2_datatype(arr.dtype))
+    np.testing.assert_array_equal(got, arr)

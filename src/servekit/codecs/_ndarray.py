@@ -2,7 +2,7 @@
 
 Layout, all integers little-endian::
 
-    b"SKNP" | version u8 (=1) | kind u8 | len(name) u8 | name ASCII | ndim u8 | ndim × dim u64
+    b"SKNP" | version u8 (=1) | kind u8 | len(name) u8 | name ASCII | ndim u8 | ndim x dim u64
     | payload
 
 ``kind`` says how to read ``name`` and the payload:
@@ -95,10 +95,10 @@ def decode_numpy(data: bytes | bytearray | memoryview) -> np.ndarray:
     parsed = parse(data)
     if parsed.kind == NUMERIC:
         if parsed.name == "BF16":
-            return _from_buffer(parsed, _bfloat16())
-        return _from_buffer(parsed, _DTYPES[parsed.name])
+            return from_buffer(parsed, _bfloat16())
+        return from_buffer(parsed, _DTYPES[parsed.name])
     if parsed.kind == FIXED:
-        return _from_buffer(parsed, np.dtype(parsed.name))
+        return from_buffer(parsed, np.dtype(parsed.name))
     return _decode_objects(parsed)
 
 
@@ -131,7 +131,8 @@ def _check_name(kind: int, name: str) -> None:
     raise BadRequest(f"encoded numpy array: unknown datatype {name!r} (kind {kind})")
 
 
-def _from_buffer(parsed: Parsed, dtype: np.dtype) -> np.ndarray:
+def from_buffer(parsed: Parsed, dtype: np.dtype) -> np.ndarray:
+    """The payload viewed as ``dtype`` with the header's shape, after checking its size."""
     count = math.prod(parsed.shape)
     expected = count * dtype.itemsize
     if len(parsed.payload) != expected:
@@ -189,9 +190,7 @@ def _decode_objects(parsed: Parsed) -> np.ndarray:
             out[i] = chunk.decode("utf-8") if parsed.kind == STR else chunk
             pos = end
     except struct.error:
-        raise BadRequest(
-            f"encoded BYTES array: data ends before element {i} of {count}"
-        ) from None
+        raise BadRequest(f"encoded BYTES array: data ends before element {i} of {count}") from None
     except UnicodeDecodeError as exc:
         raise BadRequest(f"encoded str array: element {i} is not valid UTF-8: {exc}") from None
     if pos != len(payload):

@@ -60,6 +60,7 @@ _FLOAT_LIMIT: dict[str, float] = {
     "FP32": float(np.finfo(np.float32).max) + 2.0**103,
 }
 _U32 = struct.Struct("<I")
+_MISSING: Any = object()
 
 
 def numpy_dtype(datatype: str) -> np.dtype:
@@ -101,7 +102,7 @@ def decode_tensor(spec: dict, raw: bytes | bytearray | memoryview | None = None)
     datatype = spec.get("datatype", _MISSING)
     if datatype is _MISSING:
         raise BadRequest(f"input {name!r}: missing 'datatype'")
-    if datatype not in _DTYPES:
+    if not isinstance(datatype, str) or datatype not in _DTYPES:
         raise BadRequest(
             f"input {name!r}: unknown datatype {datatype!r}; "
             f"expected one of {', '.join(V2_DATATYPES)}"
@@ -126,9 +127,6 @@ def decode_tensor(spec: dict, raw: bytes | bytearray | memoryview | None = None)
     if datatype == "BYTES":
         return _from_flat(name, datatype, shape, count, data)
     return _numeric_from_json(name, datatype, shape, count, data)
-
-
-_MISSING: Any = object()
 
 
 def _shape(name: str, shape: Any) -> list[int]:
@@ -187,6 +185,8 @@ def _may_overflow(arr: np.ndarray, limit: float) -> bool:
     # (many large values) only sends the data down the exact path.
     if arr.dtype.kind == "f":
         return bool(np.vdot(arr, arr) >= limit * limit)
+    if limit > 2.0**64:  # no 64-bit integer reaches it
+        return False
     return bool(arr.max() >= limit or arr.min() <= -limit)
 
 
@@ -336,8 +336,10 @@ def encode_tensor(
         spec["parameters"] = {"binary_data_size": len(raw)}
         return spec, raw
     if numpy_data:
-        # orjson needs a native-endian, C-contiguous, one-dimensional array.
-        spec["data"] = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("=")).ravel()
+        # orjson needs a native-endian, C-contiguous array; ravel() of one is a free view.
+        if not (arr.flags.c_contiguous and arr.dtype.isnative):
+            arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("="))
+        spec["data"] = arr.ravel()
     else:
         spec["data"] = arr.ravel().tolist()
     return spec, None

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from servekit.queue.record import Position, Record, Stats
 
 
-class Superseded(Exception):  # noqa: N818 - a state, not a failure
+class Superseded(Exception):
     """Another session took over this consumer (same group and user id)."""
 
 

@@ -46,4 +46,8 @@ class Position:
 
     def as_eas(self) -> dict[str, object]:
         """The JSON object the EAS queue protocol answers to ``_search_``."""
-        return {"ConsumerId": self.consumer, "IsPending": self.pending, "WaitCount": self.wait_count}
+        return {
+            "ConsumerId": self.consumer,
+            "IsPending": self.pending,
+            "WaitCount": self.wait_count,
+        }

@@ -339,9 +339,7 @@ class SqliteBackend(Backend):
                 records.extend(_record(r) for r in rows)
             rest = free - len(orphans)
             if rest > 0:
-                (cursor,) = db.execute(
-                    "SELECT cursor FROM groups WHERE gid = ?", (gid,)
-                ).fetchone()
+                (cursor,) = db.execute("SELECT cursor FROM groups WHERE gid = ?", (gid,)).fetchone()
                 rows = db.execute(
                     f"SELECT {_COLUMNS} FROM records WHERE idx > ? ORDER BY idx LIMIT ?",
                     (cursor, rest),
@@ -351,9 +349,7 @@ class SqliteBackend(Backend):
                         "INSERT INTO pending(gid, idx, uid, deliveries) VALUES (?, ?, ?, 1)",
                         [(gid, r[0], uid) for r in rows],
                     )
-                    db.execute(
-                        "UPDATE groups SET cursor = ? WHERE gid = ?", (rows[-1][0], gid)
-                    )
+                    db.execute("UPDATE groups SET cursor = ? WHERE gid = ?", (rows[-1][0], gid))
                     records.extend(_record(r) for r in rows)
             return records
 

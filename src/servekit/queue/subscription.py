@@ -56,6 +56,7 @@ class Subscription:
         self._started = False
         self._closed = False
         self._heartbeat: asyncio.Task[None] | None = None
+        self._filling: asyncio.Future[list[Record]] | None = None
 
     @property
     def closed(self) -> bool:
@@ -92,18 +93,37 @@ class Subscription:
             await self._flush()
             changed = self.service.signal.event()
             try:
-                records = await self._fetch()
+                got = await self._fill()
             except Superseded:
                 await self._superseded()
                 raise StopAsyncIteration from None
-            if records:
-                self._buffer.extend(records)
-                break
-            await wait_event(changed, self.service.poll_interval)
+            if not got:
+                await wait_event(changed, self.service.poll_interval)
         record = self._buffer.popleft()
         if self.auto_commit:
             self._last = record.index
         return record
+
+    async def _fill(self) -> bool:
+        """Ask the store for records; a cancelled caller still finds them in the buffer later,
+        because what the store handed over must not be dropped on the floor."""
+        if self._filling is None:
+            self._filling = asyncio.ensure_future(self._fetch())
+        task = self._filling
+        try:
+            records = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():  # finished as we were cancelled: keep its records for next time
+                self._filling = None
+                if not task.cancelled() and task.exception() is None:
+                    self._buffer.extend(task.result())
+            raise
+        except BaseException:
+            self._filling = None
+            raise
+        self._filling = None
+        self._buffer.extend(records)
+        return bool(records)
 
     async def _fetch(self) -> list[Record]:
         backend = self.service.backend
@@ -127,6 +147,7 @@ class Subscription:
             return
         self._closed = True
         await self._stop_heartbeat()
+        await self._settle()
         if self._started and not self.superseded:
             await self._flush()
             await self.service.backend.leave(self.gid, self.uid, self.token)
@@ -137,6 +158,13 @@ class Subscription:
         self._closed = True
         await self._stop_heartbeat()
         self._end()
+
+    async def _settle(self) -> None:
+        """Wait for a fetch still in flight, so it never outlives the session."""
+        task, self._filling = self._filling, None
+        if task is not None:
+            with contextlib.suppress(Superseded):
+                await task
 
     def _end(self) -> None:
         self._buffer.clear()

@@ -146,9 +146,7 @@ class App:
             self._check_token(scope)
             if len(parts) == 1:
                 self._expect(method, "GET")
-                await send_json(
-                    send, 200, server_metadata("servekit", __version__, EXTENSIONS)
-                )
+                await send_json(send, 200, server_metadata("servekit", __version__, EXTENSIONS))
             elif parts[1:] == ["health", "ready"]:
                 ready = self.ready
                 await send_json(send, 200 if ready else 503, {"ready": ready})

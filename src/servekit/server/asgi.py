@@ -35,7 +35,9 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         except ValueError:
             raise BadRequest(f"Content-Length {length.decode(errors='replace')!r} is not a number")
         if declared > limit:
-            raise PayloadTooLarge(f"request body of {declared} bytes exceeds the {limit}-byte limit")
+            raise PayloadTooLarge(
+                f"request body of {declared} bytes exceeds the {limit}-byte limit"
+            )
     message = await receive()
     if message["type"] == "http.disconnect":
         raise Cancelled("client disconnected while sending the request")

@@ -42,7 +42,9 @@ class _BatcherCollector:
                 family.add_metric([rt.model.full_name], getattr(rt.batcher.stats, key))
             yield family
         queued = GaugeMetricFamily("servekit_queued_items", "Items waiting now", labels=["model"])
-        ready = GaugeMetricFamily("servekit_model_ready", "1 if the model is ready", labels=["model"])
+        ready = GaugeMetricFamily(
+            "servekit_model_ready", "1 if the model is ready", labels=["model"]
+        )
         for rt in self.runtimes:
             queued.add_metric([rt.model.full_name], rt.batcher.queued_items)
             ready.add_metric([rt.model.full_name], 1.0 if rt.ready else 0.0)

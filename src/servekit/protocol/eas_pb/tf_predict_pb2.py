@@ -4,6 +4,7 @@
 # source: servekit/protocol/eas_pb/tf_predict.proto
 # Protobuf Python Version: 4.25.1
 """Generated protocol buffer code."""
+
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import descriptor_pool as _descriptor_pool
 from google.protobuf import symbol_database as _symbol_database
@@ -13,43 +14,45 @@ from google.protobuf.internal import builder as _builder
 _sym_db = _symbol_database.Default()
 
 
-
-
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)servekit/protocol/eas_pb/tf_predict.proto\x12\x0fservekit.eas.tf\"\x1d\n\nArrayShape\x12\x0f\n\x03\x64im\x18\x01 \x03(\x03\x42\x02\x10\x01\"\xf2\x01\n\nArrayProto\x12-\n\x05\x64type\x18\x01 \x01(\x0e\x32\x1e.servekit.eas.tf.ArrayDataType\x12\x30\n\x0b\x61rray_shape\x18\x02 \x01(\x0b\x32\x1b.servekit.eas.tf.ArrayShape\x12\x15\n\tfloat_val\x18\x03 \x03(\x02\x42\x02\x10\x01\x12\x16\n\ndouble_val\x18\x04 \x03(\x01\x42\x02\x10\x01\x12\x13\n\x07int_val\x18\x05 \x03(\x05\x42\x02\x10\x01\x12\x12\n\nstring_val\x18\x06 \x03(\x0c\x12\x15\n\tint64_val\x18\x07 \x03(\x03\x42\x02\x10\x01\x12\x14\n\x08\x62ool_val\x18\x08 \x03(\x08\x42\x02\x10\x01\"\xc8\x01\n\x0ePredictRequest\x12\x16\n\x0esignature_name\x18\x01 \x01(\t\x12;\n\x06inputs\x18\x02 \x03(\x0b\x32+.servekit.eas.tf.PredictRequest.InputsEntry\x12\x15\n\routput_filter\x18\x03 \x03(\t\x1aJ\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x05value\x18\x02 \x01(\x0b\x32\x1b.servekit.eas.tf.ArrayProto:\x02\x38\x01\"\x9e\x01\n\x0fPredictResponse\x12>\n\x07outputs\x18\x01 \x03(\x0b\x32-.servekit.eas.tf.PredictResponse.OutputsEntry\x1aK\n\x0cOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x05value\x18\x02 \x01(\x0b\x32\x1b.servekit.eas.tf.ArrayProto:\x02\x38\x01*\xdb\x02\n\rArrayDataType\x12\x0e\n\nDT_INVALID\x10\x00\x12\x0c\n\x08\x44T_FLOAT\x10\x01\x12\r\n\tDT_DOUBLE\x10\x02\x12\x0c\n\x08\x44T_INT32\x10\x03\x12\x0c\n\x08\x44T_UINT8\x10\x04\x12\x0c\n\x08\x44T_INT16\x10\x05\x12\x0b\n\x07\x44T_INT8\x10\x06\x12\r\n\tDT_STRING\x10\x07\x12\x10\n\x0c\x44T_COMPLEX64\x10\x08\x12\x0c\n\x08\x44T_INT64\x10\t\x12\x0b\n\x07\x44T_BOOL\x10\n\x12\x0c\n\x08\x44T_QINT8\x10\x0b\x12\r\n\tDT_QUINT8\x10\x0c\x12\r\n\tDT_QINT32\x10\r\x12\x0f\n\x0b\x44T_BFLOAT16\x10\x0e\x12\r\n\tDT_QINT16\x10\x0f\x12\x0e\n\nDT_QUINT16\x10\x10\x12\r\n\tDT_UINT16\x10\x11\x12\x11\n\rDT_COMPLEX128\x10\x12\x12\x0b\n\x07\x44T_HALF\x10\x13\x12\x0f\n\x0b\x44T_RESOURCE\x10\x14\x12\x0e\n\nDT_VARIANT\x10\x15\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(
+    b'\n)servekit/protocol/eas_pb/tf_predict.proto\x12\x0fservekit.eas.tf"\x1d\n\nArrayShape\x12\x0f\n\x03\x64im\x18\x01 \x03(\x03\x42\x02\x10\x01"\xf2\x01\n\nArrayProto\x12-\n\x05\x64type\x18\x01 \x01(\x0e\x32\x1e.servekit.eas.tf.ArrayDataType\x12\x30\n\x0b\x61rray_shape\x18\x02 \x01(\x0b\x32\x1b.servekit.eas.tf.ArrayShape\x12\x15\n\tfloat_val\x18\x03 \x03(\x02\x42\x02\x10\x01\x12\x16\n\ndouble_val\x18\x04 \x03(\x01\x42\x02\x10\x01\x12\x13\n\x07int_val\x18\x05 \x03(\x05\x42\x02\x10\x01\x12\x12\n\nstring_val\x18\x06 \x03(\x0c\x12\x15\n\tint64_val\x18\x07 \x03(\x03\x42\x02\x10\x01\x12\x14\n\x08\x62ool_val\x18\x08 \x03(\x08\x42\x02\x10\x01"\xc8\x01\n\x0ePredictRequest\x12\x16\n\x0esignature_name\x18\x01 \x01(\t\x12;\n\x06inputs\x18\x02 \x03(\x0b\x32+.servekit.eas.tf.PredictRequest.InputsEntry\x12\x15\n\routput_filter\x18\x03 \x03(\t\x1aJ\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x05value\x18\x02 \x01(\x0b\x32\x1b.servekit.eas.tf.ArrayProto:\x02\x38\x01"\x9e\x01\n\x0fPredictResponse\x12>\n\x07outputs\x18\x01 \x03(\x0b\x32-.servekit.eas.tf.PredictResponse.OutputsEntry\x1aK\n\x0cOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x05value\x18\x02 \x01(\x0b\x32\x1b.servekit.eas.tf.ArrayProto:\x02\x38\x01*\xdb\x02\n\rArrayDataType\x12\x0e\n\nDT_INVALID\x10\x00\x12\x0c\n\x08\x44T_FLOAT\x10\x01\x12\r\n\tDT_DOUBLE\x10\x02\x12\x0c\n\x08\x44T_INT32\x10\x03\x12\x0c\n\x08\x44T_UINT8\x10\x04\x12\x0c\n\x08\x44T_INT16\x10\x05\x12\x0b\n\x07\x44T_INT8\x10\x06\x12\r\n\tDT_STRING\x10\x07\x12\x10\n\x0c\x44T_COMPLEX64\x10\x08\x12\x0c\n\x08\x44T_INT64\x10\t\x12\x0b\n\x07\x44T_BOOL\x10\n\x12\x0c\n\x08\x44T_QINT8\x10\x0b\x12\r\n\tDT_QUINT8\x10\x0c\x12\r\n\tDT_QINT32\x10\r\x12\x0f\n\x0b\x44T_BFLOAT16\x10\x0e\x12\r\n\tDT_QINT16\x10\x0f\x12\x0e\n\nDT_QUINT16\x10\x10\x12\r\n\tDT_UINT16\x10\x11\x12\x11\n\rDT_COMPLEX128\x10\x12\x12\x0b\n\x07\x44T_HALF\x10\x13\x12\x0f\n\x0b\x44T_RESOURCE\x10\x14\x12\x0e\n\nDT_VARIANT\x10\x15\x62\x06proto3'
+)
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'servekit.protocol.eas_pb.tf_predict_pb2', _globals)
+_builder.BuildTopDescriptorsAndMessages(
+    DESCRIPTOR, "servekit.protocol.eas_pb.tf_predict_pb2", _globals
+)
 if _descriptor._USE_C_DESCRIPTORS == False:
-  DESCRIPTOR._options = None
-  _globals['_ARRAYSHAPE'].fields_by_name['dim']._options = None
-  _globals['_ARRAYSHAPE'].fields_by_name['dim']._serialized_options = b'\020\001'
-  _globals['_ARRAYPROTO'].fields_by_name['float_val']._options = None
-  _globals['_ARRAYPROTO'].fields_by_name['float_val']._serialized_options = b'\020\001'
-  _globals['_ARRAYPROTO'].fields_by_name['double_val']._options = None
-  _globals['_ARRAYPROTO'].fields_by_name['double_val']._serialized_options = b'\020\001'
-  _globals['_ARRAYPROTO'].fields_by_name['int_val']._options = None
-  _globals['_ARRAYPROTO'].fields_by_name['int_val']._serialized_options = b'\020\001'
-  _globals['_ARRAYPROTO'].fields_by_name['int64_val']._options = None
-  _globals['_ARRAYPROTO'].fields_by_name['int64_val']._serialized_options = b'\020\001'
-  _globals['_ARRAYPROTO'].fields_by_name['bool_val']._options = None
-  _globals['_ARRAYPROTO'].fields_by_name['bool_val']._serialized_options = b'\020\001'
-  _globals['_PREDICTREQUEST_INPUTSENTRY']._options = None
-  _globals['_PREDICTREQUEST_INPUTSENTRY']._serialized_options = b'8\001'
-  _globals['_PREDICTRESPONSE_OUTPUTSENTRY']._options = None
-  _globals['_PREDICTRESPONSE_OUTPUTSENTRY']._serialized_options = b'8\001'
-  _globals['_ARRAYDATATYPE']._serialized_start=703
-  _globals['_ARRAYDATATYPE']._serialized_end=1050
-  _globals['_ARRAYSHAPE']._serialized_start=62
-  _globals['_ARRAYSHAPE']._serialized_end=91
-  _globals['_ARRAYPROTO']._serialized_start=94
-  _globals['_ARRAYPROTO']._serialized_end=336
-  _globals['_PREDICTREQUEST']._serialized_start=339
-  _globals['_PREDICTREQUEST']._serialized_end=539
-  _globals['_PREDICTREQUEST_INPUTSENTRY']._serialized_start=465
-  _globals['_PREDICTREQUEST_INPUTSENTRY']._serialized_end=539
-  _globals['_PREDICTRESPONSE']._serialized_start=542
-  _globals['_PREDICTRESPONSE']._serialized_end=700
-  _globals['_PREDICTRESPONSE_OUTPUTSENTRY']._serialized_start=625
-  _globals['_PREDICTRESPONSE_OUTPUTSENTRY']._serialized_end=700
+    DESCRIPTOR._options = None
+    _globals["_ARRAYSHAPE"].fields_by_name["dim"]._options = None
+    _globals["_ARRAYSHAPE"].fields_by_name["dim"]._serialized_options = b"\020\001"
+    _globals["_ARRAYPROTO"].fields_by_name["float_val"]._options = None
+    _globals["_ARRAYPROTO"].fields_by_name["float_val"]._serialized_options = b"\020\001"
+    _globals["_ARRAYPROTO"].fields_by_name["double_val"]._options = None
+    _globals["_ARRAYPROTO"].fields_by_name["double_val"]._serialized_options = b"\020\001"
+    _globals["_ARRAYPROTO"].fields_by_name["int_val"]._options = None
+    _globals["_ARRAYPROTO"].fields_by_name["int_val"]._serialized_options = b"\020\001"
+    _globals["_ARRAYPROTO"].fields_by_name["int64_val"]._options = None
+    _globals["_ARRAYPROTO"].fields_by_name["int64_val"]._serialized_options = b"\020\001"
+    _globals["_ARRAYPROTO"].fields_by_name["bool_val"]._options = None
+    _globals["_ARRAYPROTO"].fields_by_name["bool_val"]._serialized_options = b"\020\001"
+    _globals["_PREDICTREQUEST_INPUTSENTRY"]._options = None
+    _globals["_PREDICTREQUEST_INPUTSENTRY"]._serialized_options = b"8\001"
+    _globals["_PREDICTRESPONSE_OUTPUTSENTRY"]._options = None
+    _globals["_PREDICTRESPONSE_OUTPUTSENTRY"]._serialized_options = b"8\001"
+    _globals["_ARRAYDATATYPE"]._serialized_start = 703
+    _globals["_ARRAYDATATYPE"]._serialized_end = 1050
+    _globals["_ARRAYSHAPE"]._serialized_start = 62
+    _globals["_ARRAYSHAPE"]._serialized_end = 91
+    _globals["_ARRAYPROTO"]._serialized_start = 94
+    _globals["_ARRAYPROTO"]._serialized_end = 336
+    _globals["_PREDICTREQUEST"]._serialized_start = 339
+    _globals["_PREDICTREQUEST"]._serialized_end = 539
+    _globals["_PREDICTREQUEST_INPUTSENTRY"]._serialized_start = 465
+    _globals["_PREDICTREQUEST_INPUTSENTRY"]._serialized_end = 539
+    _globals["_PREDICTRESPONSE"]._serialized_start = 542
+    _globals["_PREDICTRESPONSE"]._serialized_end = 700
+    _globals["_PREDICTRESPONSE_OUTPUTSENTRY"]._serialized_start = 625
+    _globals["_PREDICTRESPONSE_OUTPUTSENTRY"]._serialized_end = 700
 # @@protoc_insertion_point(module_scope)

@@ -3,7 +3,13 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
+from typing import (
+    ClassVar as _ClassVar,
+    Iterable as _Iterable,
+    Mapping as _Mapping,
+    Optional as _Optional,
+    Union as _Union,
+)
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -31,6 +37,7 @@ class ArrayDataType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DT_HALF: _ClassVar[ArrayDataType]
     DT_RESOURCE: _ClassVar[ArrayDataType]
     DT_VARIANT: _ClassVar[ArrayDataType]
+
 DT_INVALID: ArrayDataType
 DT_FLOAT: ArrayDataType
 DT_DOUBLE: ArrayDataType
@@ -61,7 +68,16 @@ class ArrayShape(_message.Message):
     def __init__(self, dim: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ArrayProto(_message.Message):
-    __slots__ = ("dtype", "array_shape", "float_val", "double_val", "int_val", "string_val", "int64_val", "bool_val")
+    __slots__ = (
+        "dtype",
+        "array_shape",
+        "float_val",
+        "double_val",
+        "int_val",
+        "string_val",
+        "int64_val",
+        "bool_val",
+    )
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     ARRAY_SHAPE_FIELD_NUMBER: _ClassVar[int]
     FLOAT_VAL_FIELD_NUMBER: _ClassVar[int]
@@ -78,7 +94,17 @@ class ArrayProto(_message.Message):
     string_val: _containers.RepeatedScalarFieldContainer[bytes]
     int64_val: _containers.RepeatedScalarFieldContainer[int]
     bool_val: _containers.RepeatedScalarFieldContainer[bool]
-    def __init__(self, dtype: _Optional[_Union[ArrayDataType, str]] = ..., array_shape: _Optional[_Union[ArrayShape, _Mapping]] = ..., float_val: _Optional[_Iterable[float]] = ..., double_val: _Optional[_Iterable[float]] = ..., int_val: _Optional[_Iterable[int]] = ..., string_val: _Optional[_Iterable[bytes]] = ..., int64_val: _Optional[_Iterable[int]] = ..., bool_val: _Optional[_Iterable[bool]] = ...) -> None: ...
+    def __init__(
+        self,
+        dtype: _Optional[_Union[ArrayDataType, str]] = ...,
+        array_shape: _Optional[_Union[ArrayShape, _Mapping]] = ...,
+        float_val: _Optional[_Iterable[float]] = ...,
+        double_val: _Optional[_Iterable[float]] = ...,
+        int_val: _Optional[_Iterable[int]] = ...,
+        string_val: _Optional[_Iterable[bytes]] = ...,
+        int64_val: _Optional[_Iterable[int]] = ...,
+        bool_val: _Optional[_Iterable[bool]] = ...,
+    ) -> None: ...
 
 class PredictRequest(_message.Message):
     __slots__ = ("signature_name", "inputs", "output_filter")
@@ -88,14 +114,22 @@ class PredictRequest(_message.Message):
         VALUE_FIELD_NUMBER: _ClassVar[int]
         key: str
         value: ArrayProto
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[ArrayProto, _Mapping]] = ...) -> None: ...
+        def __init__(
+            self, key: _Optional[str] = ..., value: _Optional[_Union[ArrayProto, _Mapping]] = ...
+        ) -> None: ...
+
     SIGNATURE_NAME_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FILTER_FIELD_NUMBER: _ClassVar[int]
     signature_name: str
     inputs: _containers.MessageMap[str, ArrayProto]
     output_filter: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, signature_name: _Optional[str] = ..., inputs: _Optional[_Mapping[str, ArrayProto]] = ..., output_filter: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(
+        self,
+        signature_name: _Optional[str] = ...,
+        inputs: _Optional[_Mapping[str, ArrayProto]] = ...,
+        output_filter: _Optional[_Iterable[str]] = ...,
+    ) -> None: ...
 
 class PredictResponse(_message.Message):
     __slots__ = ("outputs",)
@@ -105,7 +139,10 @@ class PredictResponse(_message.Message):
         VALUE_FIELD_NUMBER: _ClassVar[int]
         key: str
         value: ArrayProto
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[ArrayProto, _Mapping]] = ...) -> None: ...
+        def __init__(
+            self, key: _Optional[str] = ..., value: _Optional[_Union[ArrayProto, _Mapping]] = ...
+        ) -> None: ...
+
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     outputs: _containers.MessageMap[str, ArrayProto]
     def __init__(self, outputs: _Optional[_Mapping[str, ArrayProto]] = ...) -> None: ...

@@ -3,7 +3,13 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
+from typing import (
+    ClassVar as _ClassVar,
+    Iterable as _Iterable,
+    Mapping as _Mapping,
+    Optional as _Optional,
+    Union as _Union,
+)
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -31,6 +37,7 @@ class ArrayDataType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DT_HALF: _ClassVar[ArrayDataType]
     DT_RESOURCE: _ClassVar[ArrayDataType]
     DT_VARIANT: _ClassVar[ArrayDataType]
+
 DT_INVALID: ArrayDataType
 DT_FLOAT: ArrayDataType
 DT_DOUBLE: ArrayDataType
@@ -61,7 +68,15 @@ class ArrayShape(_message.Message):
     def __init__(self, dim: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ArrayProto(_message.Message):
-    __slots__ = ("dtype", "array_shape", "float_val", "double_val", "int_val", "string_val", "int64_val")
+    __slots__ = (
+        "dtype",
+        "array_shape",
+        "float_val",
+        "double_val",
+        "int_val",
+        "string_val",
+        "int64_val",
+    )
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     ARRAY_SHAPE_FIELD_NUMBER: _ClassVar[int]
     FLOAT_VAL_FIELD_NUMBER: _ClassVar[int]
@@ -76,7 +91,16 @@ class ArrayProto(_message.Message):
     int_val: _containers.RepeatedScalarFieldContainer[int]
     string_val: _containers.RepeatedScalarFieldContainer[bytes]
     int64_val: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, dtype: _Optional[_Union[ArrayDataType, str]] = ..., array_shape: _Optional[_Union[ArrayShape, _Mapping]] = ..., float_val: _Optional[_Iterable[float]] = ..., double_val: _Optional[_Iterable[float]] = ..., int_val: _Optional[_Iterable[int]] = ..., string_val: _Optional[_Iterable[bytes]] = ..., int64_val: _Optional[_Iterable[int]] = ...) -> None: ...
+    def __init__(
+        self,
+        dtype: _Optional[_Union[ArrayDataType, str]] = ...,
+        array_shape: _Optional[_Union[ArrayShape, _Mapping]] = ...,
+        float_val: _Optional[_Iterable[float]] = ...,
+        double_val: _Optional[_Iterable[float]] = ...,
+        int_val: _Optional[_Iterable[int]] = ...,
+        string_val: _Optional[_Iterable[bytes]] = ...,
+        int64_val: _Optional[_Iterable[int]] = ...,
+    ) -> None: ...
 
 class PredictRequest(_message.Message):
     __slots__ = ("inputs", "output_filter", "map_inputs", "debug_level")
@@ -86,7 +110,10 @@ class PredictRequest(_message.Message):
         VALUE_FIELD_NUMBER: _ClassVar[int]
         key: str
         value: ArrayProto
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[ArrayProto, _Mapping]] = ...) -> None: ...
+        def __init__(
+            self, key: _Optional[str] = ..., value: _Optional[_Union[ArrayProto, _Mapping]] = ...
+        ) -> None: ...
+
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FILTER_FIELD_NUMBER: _ClassVar[int]
     MAP_INPUTS_FIELD_NUMBER: _ClassVar[int]
@@ -95,7 +122,13 @@ class PredictRequest(_message.Message):
     output_filter: _containers.RepeatedScalarFieldContainer[int]
     map_inputs: _containers.MessageMap[str, ArrayProto]
     debug_level: int
-    def __init__(self, inputs: _Optional[_Iterable[_Union[ArrayProto, _Mapping]]] = ..., output_filter: _Optional[_Iterable[int]] = ..., map_inputs: _Optional[_Mapping[str, ArrayProto]] = ..., debug_level: _Optional[int] = ...) -> None: ...
+    def __init__(
+        self,
+        inputs: _Optional[_Iterable[_Union[ArrayProto, _Mapping]]] = ...,
+        output_filter: _Optional[_Iterable[int]] = ...,
+        map_inputs: _Optional[_Mapping[str, ArrayProto]] = ...,
+        debug_level: _Optional[int] = ...,
+    ) -> None: ...
 
 class PredictResponse(_message.Message):
     __slots__ = ("outputs", "map_outputs")
@@ -105,9 +138,16 @@ class PredictResponse(_message.Message):
         VALUE_FIELD_NUMBER: _ClassVar[int]
         key: str
         value: ArrayProto
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[ArrayProto, _Mapping]] = ...) -> None: ...
+        def __init__(
+            self, key: _Optional[str] = ..., value: _Optional[_Union[ArrayProto, _Mapping]] = ...
+        ) -> None: ...
+
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     MAP_OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     outputs: _containers.RepeatedCompositeFieldContainer[ArrayProto]
     map_outputs: _containers.MessageMap[str, ArrayProto]
-    def __init__(self, outputs: _Optional[_Iterable[_Union[ArrayProto, _Mapping]]] = ..., map_outputs: _Optional[_Mapping[str, ArrayProto]] = ...) -> None: ...
+    def __init__(
+        self,
+        outputs: _Optional[_Iterable[_Union[ArrayProto, _Mapping]]] = ...,
+        map_outputs: _Optional[_Mapping[str, ArrayProto]] = ...,
+    ) -> None: ...

@@ -1,0 +1,371 @@
+"""In-process dynamic batching: servekit vs the published pyraisdk 0.5.6, side by side.
+
+A no-op model (``predict`` returns its items) behind ``DynamicBatchModel``; 20 threads call
+``predict_one`` in a loop. Each side runs in its own subprocess (no shared GIL): servekit in
+this interpreter, pyraisdk in ``benchmarks/.venv-pyraisdk`` (created on first run). Sides
+alternate A B A B … and the medians over rounds are reported.
+
+    python benchmarks/bench_dynbatch.py [--quick]
+
+Module level imports the standard library only: the pyraisdk venv runs this file as a worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import venv
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    BENCH_DIR,
+    log,
+    machine,
+    median,
+    percentile,
+    table,
+    verdict,
+)
+
+PYRAISDK_VERSION = "0.5.6"
+VENV_DIR = BENCH_DIR / ".venv-pyraisdk"
+MARKER = "DYNBATCH_RESULT "
+SIDES = ("servekit", "pyraisdk")
+TARGET_RATIO = 2.5
+
+
+# ---------------------------------------------------------------------------- worker side
+class _Counter:
+    """Counts batches the model saw (mean batch size, identical for both sides)."""
+
+    def __init__(self) -> None:
+        self.batches = 0
+        self.items = 0
+
+    def predict(self, items: list[Any]) -> list[Any]:
+        self.batches += 1
+        self.items += len(items)
+        return items
+
+
+def _make_model(side: str, max_batch: int, idle: int, interval: float) -> tuple[Any, _Counter]:
+    counter = _Counter()
+    if side == "servekit":
+        from servekit.dynbatch import BaseModel, DynamicBatchModel
+
+        class ServekitNoop(BaseModel):
+            def predict(self, items: list[Any]) -> list[Any]:
+                return counter.predict(items)
+
+        model = DynamicBatchModel(
+            ServekitNoop(),
+            max_batch_size=max_batch,
+            idle_batch_size=idle,
+            max_batch_interval=interval,
+        )
+        return model, counter
+    os.environ["PYRAISDK_MAX_BATCH_SIZE"] = str(max_batch)
+    os.environ["PYRAISDK_IDLE_BATCH_SIZE"] = str(idle)
+    os.environ["PYRAISDK_MAX_BATCH_INTERVAL"] = str(interval)
+    from pyraisdk.dynbatch import BaseModel as PBaseModel
+    from pyraisdk.dynbatch import DynamicBatchModel as PDynamicBatchModel
+
+    class PyraisdkNoop(PBaseModel):
+        def predict(self, items: list[Any]) -> list[Any]:
+            return counter.predict(items)
+
+    return PDynamicBatchModel(PyraisdkNoop()), counter
+
+
+def run_worker(
+    side: str,
+    threads: int,
+    warmup: float,
+    duration: float,
+    max_batch: int,
+    idle: int,
+    interval: float,
+    profile_to: str | None = None,
+) -> dict[str, Any]:
+    """Drive one side for ``warmup + duration`` seconds; measure only ``duration``.
+
+    With ``profile_to``, py-spy records this process (GIL holders) over the measured window.
+    """
+    model, counter = _make_model(side, max_batch, idle, interval)
+    recording = threading.Event()
+    stop = threading.Event()
+    per_thread: list[list[float]] = [[] for _ in range(threads)]
+    errors = [0] * threads
+
+    def call_loop(index: int) -> None:
+        latencies = per_thread[index]
+        predict_one = model.predict_one
+        clock = time.perf_counter
+        i = index * 1_000_000_000
+        while not stop.is_set():
+            started = clock()
+            try:
+                result = predict_one(i)
+            except Exception:  # a timeout or error is counted, not fatal to the benchmark
+                errors[index] += 1
+                continue
+            elapsed = clock() - started
+            if result != i:
+                errors[index] += 1
+            if recording.is_set():
+                latencies.append(elapsed)
+            i += 1
+
+    workers = [threading.Thread(target=call_loop, args=(n,), daemon=True) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    time.sleep(warmup)
+    spy = None
+    if profile_to:
+        spy = subprocess.Popen(
+            [
+                "py-spy",
+                "record",
+                "--gil",
+                "-f",
+                "raw",
+                "-r",
+                "500",
+                "-o",
+                profile_to,
+                "-p",
+                str(os.getpid()),
+                "-d",
+                str(max(1, round(duration))),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(0.3)  # let it attach
+    batches0, items0 = counter.batches, counter.items
+    recording.set()
+    began = time.perf_counter()
+    time.sleep(duration)
+    recording.clear()
+    measured = time.perf_counter() - began
+    batches = counter.batches - batches0
+    batch_items = counter.items - items0
+    if spy is not None:
+        spy.wait(timeout=duration + 30)
+    stop.set()
+    for worker in workers:
+        worker.join(timeout=5.0)
+    model.close()
+    latencies = sorted(x for lats in per_thread for x in lats)
+    return {
+        "side": side,
+        "calls": len(latencies),
+        "seconds": measured,
+        "items_per_s": len(latencies) / measured,
+        "p50_ms": 1e3 * percentile(latencies, 50),
+        "p99_ms": 1e3 * percentile(latencies, 99),
+        "mean_batch": batch_items / batches if batches else 0.0,
+        "errors": sum(errors),
+    }
+
+
+# ---------------------------------------------------------------------------- driver side
+def _venv_python() -> Path:
+    return VENV_DIR / "bin" / "python"
+
+
+def ensure_pyraisdk_venv() -> Path:
+    """The benchmark's own venv with ``pyraisdk==0.5.6``; created on first use, then reused."""
+    python = _venv_python()
+    check = [str(python), "-c", "import importlib.metadata as m; print(m.version('pyraisdk'))"]
+    if python.exists():
+        out = subprocess.run(check, capture_output=True, text=True, check=False)
+        if out.returncode == 0 and out.stdout.strip() == PYRAISDK_VERSION:
+            return python
+    log(f"creating {VENV_DIR} with pyraisdk=={PYRAISDK_VERSION} (first run only)")
+    venv.EnvBuilder(with_pip=True, clear=True).create(VENV_DIR)
+    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    done = subprocess.run(
+        [*pip, f"pyraisdk=={PYRAISDK_VERSION}"], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+        raise RuntimeError(f"pip install pyraisdk=={PYRAISDK_VERSION} failed:\n{tail}")
+    return python
+
+
+def _run_side(
+    side: str, python: Path, settings: dict[str, Any], profile_to: Path | None = None
+) -> dict[str, Any]:
+    flags = {
+        "--worker": side,
+        "--threads": settings["threads"],
+        "--warmup": settings["warmup_s"],
+        "--duration": settings["duration_s"],
+        "--max-batch": settings["max_batch_size"],
+        "--idle": settings["idle_batch_size"],
+        "--interval": settings["max_batch_interval_s"],
+    }
+    args = [str(part) for pair in flags.items() for part in pair]
+    if profile_to is not None:
+        args += ["--profile-to", str(profile_to)]
+    command = [str(python), str(Path(__file__).resolve()), *args]
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)  # the pyraisdk venv must not see servekit, nor vice versa
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=env, check=False, timeout=120
+    )
+    for line in done.stdout.splitlines():
+        if line.startswith(MARKER):
+            return json.loads(line[len(MARKER) :])  # type: ignore[no-any-return]
+    tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+    raise RuntimeError(f"{side} worker failed (exit {done.returncode}):\n{tail}")
+
+
+def _compare(pythons: dict[str, Path], settings: dict[str, Any], rounds: int) -> dict[str, Any]:
+    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
+    for n in range(rounds):
+        for side in SIDES:
+            result = _run_side(side, pythons[side], settings)
+            runs[side].append(result)
+            log(
+                f"dynbatch idle={settings['idle_batch_size']} round {n + 1}/{rounds} {side}:"
+                f" {result['items_per_s']:,.0f} items/s p50 {result['p50_ms']:.3f} ms"
+                f" p99 {result['p99_ms']:.3f} ms batch {result['mean_batch']:.1f}"
+            )
+    summary = {
+        side: {
+            key: median([r[key] for r in runs[side]])
+            for key in ("items_per_s", "p50_ms", "p99_ms", "mean_batch")
+        }
+        | {"errors": sum(r["errors"] for r in runs[side])}
+        for side in SIDES
+    }
+    sk, pr = summary["servekit"], summary["pyraisdk"]
+    ratio = sk["items_per_s"] / pr["items_per_s"] if pr["items_per_s"] else float("nan")
+    return {
+        "settings": dict(settings),
+        "rounds": runs,
+        "median": summary,
+        "ratio_items_per_s": ratio,
+        "target_met": {
+            "items_per_s_ratio_ge_2.5": ratio >= TARGET_RATIO,
+            "p50_not_higher": sk["p50_ms"] <= pr["p50_ms"],
+            "p99_not_higher": sk["p99_ms"] <= pr["p99_ms"],
+        },
+    }
+
+
+def main(quick: bool = False, profile: bool = False) -> dict[str, Any]:
+    """Run the comparison for idle batch sizes 1 and 8; return results with a table."""
+    pythons = {"servekit": Path(sys.executable), "pyraisdk": ensure_pyraisdk_venv()}
+    rounds = 1 if quick else 3
+    base = {
+        "threads": 20,
+        "warmup_s": 0.5 if quick else 1.0,
+        "duration_s": 2.0 if quick else 4.0,
+        "max_batch_size": 32,
+        "max_batch_interval_s": 0.002,
+        "predict_one_timeout_s": 1.0,
+    }
+    comparisons = [_compare(pythons, base | {"idle_batch_size": idle}, rounds) for idle in (1, 8)]
+    rows = []
+    for comp in comparisons:
+        idle = comp["settings"]["idle_batch_size"]
+        for side in SIDES:
+            m = comp["median"][side]
+            rows.append(
+                [
+                    f"{side} (idle {idle})",
+                    m["items_per_s"],
+                    m["p50_ms"],
+                    m["p99_ms"],
+                    m["mean_batch"],
+                    m["errors"],
+                ]
+            )
+    notes = []
+    for comp in comparisons:
+        idle = comp["settings"]["idle_batch_size"]
+        met = comp["target_met"]
+        sk, pr = comp["median"]["servekit"], comp["median"]["pyraisdk"]
+        notes.append(
+            f"idle {idle}: servekit/pyraisdk items/s = {comp['ratio_items_per_s']:.2f}x"
+            f" (target >= {TARGET_RATIO}x: {verdict(met['items_per_s_ratio_ge_2.5'])});"
+            f" p50 {sk['p50_ms']:.3f} vs {pr['p50_ms']:.3f} ms"
+            f" ({verdict(met['p50_not_higher'])});"
+            f" p99 {sk['p99_ms']:.3f} vs {pr['p99_ms']:.3f} ms"
+            f" ({verdict(met['p99_not_higher'])})"
+        )
+    result: dict[str, Any] = {
+        "benchmark": "dynbatch",
+        "machine": machine(),
+        "quick": quick,
+        "pyraisdk_version": PYRAISDK_VERSION,
+        "comparisons": comparisons,
+        "tables": [
+            table(
+                f"DynamicBatchModel, no-op model, 20 threads x predict_one, max batch 32,"
+                f" interval 2 ms (median of {rounds} alternating round(s))",
+                ["side", "items/s", "p50 ms", "p99 ms", "mean batch", "errors"],
+                rows,
+            )
+        ],
+        "notes": notes,
+    }
+    if profile:
+        result["profile"] = _profile(pythons["servekit"], base | {"idle_batch_size": 1})
+    return result
+
+
+def _profile(python: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """py-spy (GIL holders only) over one servekit run; hot spots in servekit's code."""
+    from _profile import PROFILE_DIR, summarize
+
+    PROFILE_DIR.mkdir(parents=True, exist_ok=True)
+    raw = PROFILE_DIR / "dynbatch-servekit.txt"
+    _run_side("servekit", python, settings, profile_to=raw)
+    return summarize(raw)
+
+
+def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 short round instead of 3")
+    parser.add_argument("--profile", action="store_true", help="also py-spy the servekit side")
+    parser.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=20, help=argparse.SUPPRESS)
+    parser.add_argument("--warmup", type=float, default=1.0, help=argparse.SUPPRESS)
+    parser.add_argument("--duration", type=float, default=4.0, help=argparse.SUPPRESS)
+    parser.add_argument("--max-batch", type=int, default=32, help=argparse.SUPPRESS)
+    parser.add_argument("--idle", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--interval", type=float, default=0.002, help=argparse.SUPPRESS)
+    parser.add_argument("--profile-to", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    ARGS = _parse_args()
+    if ARGS.worker:
+        OUT = run_worker(
+            ARGS.worker,
+            ARGS.threads,
+            ARGS.warmup,
+            ARGS.duration,
+            ARGS.max_batch,
+            ARGS.idle,
+            ARGS.interval,
+            ARGS.profile_to,
+        )
+        print(MARKER + json.dumps(OUT), flush=True)
+    else:
+        import run
+
+        sys.exit(run.main(["--only", "dynbatch", *sys.argv[1:]]))

@@ -1,0 +1,1 @@
+from servekit.client.queue_client import QueueClient

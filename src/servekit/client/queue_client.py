@@ -1,0 +1,340 @@
+"""``QueueClient``: the PAI-EAS queue client, synchronous, against servekit or EAS.
+
+    client = QueueClient("127.0.0.1:8080", "svc")
+    client.set_token(token)
+    client.init(uid="worker-1", gid="workers")
+    index, request_id = client.put(b"payload", tags={"k": "v"})
+    watcher = client.watch(0, window=5)
+    for frame in watcher.run():           # reconnects after a dropped connection
+        ...
+        client.commit(frame.index)
+    watcher.close()
+
+HTTP goes through ``httpx``; the watch WebSocket through ``websockets``' sync client. Errors are
+servekit's (``servekit.errors``): ``QueueFull`` (429), ``NotFound`` (404), ``Unauthorized``
+(401), ``BadRequest`` (400), ``ServekitError`` with the status otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from servekit import errors
+from servekit.queue.wire import DataFrame, WireError, decode_frame, decode_list
+
+__all__ = ["DataFrame", "QueueClient", "Watcher"]
+
+HEADER_UID = "X-EAS-QueueService-Redis-Uid"
+HEADER_GID = "X-EAS-QueueService-Redis-Gid"
+HEADER_REQUEST_ID = "X-Eas-Queueservice-Request-Id"
+
+_STATUS_ERRORS: dict[int, type[errors.ServekitError]] = {
+    400: errors.BadRequest,
+    401: errors.Unauthorized,
+    404: errors.NotFound,
+    413: errors.PayloadTooLarge,
+    503: errors.Unavailable,
+}
+
+
+def _error(status: int, body: bytes) -> errors.ServekitError:
+    try:
+        import orjson
+
+        message = str(orjson.loads(body).get("error", body.decode(errors="replace")))
+    except (ValueError, AttributeError):
+        message = body.decode(errors="replace") or f"HTTP {status}"
+    if status == 429:
+        return errors.QueueFull(message)
+    cls = _STATUS_ERRORS.get(status)
+    return cls(message) if cls is not None else errors.ServekitError(message, status=status)
+
+
+def _indexes(index: int | str | list[int] | list[str]) -> str:
+    values = index if isinstance(index, list) else [index]
+    return ",".join(str(int(i)) for i in values)
+
+
+class QueueClient:
+    """A queue of an EAS-protocol service at ``endpoint`` (``host:port`` or an http(s) URL)."""
+
+    def __init__(self, endpoint: str = "", queue_name: str = "", custom_url: str = "") -> None:
+        self.endpoint = endpoint
+        self.queue_name = queue_name
+        self.custom_url = custom_url
+        self.token = ""
+        self.uid = str(uuid.uuid4())
+        self.gid = "eas"
+        self.timeout = 5000  # milliseconds, as in the EAS SDK
+        self.retry_count = 3
+        self.logger: logging.Logger | None = logging.getLogger("servekit.client.queue")
+        self._http: httpx.Client | None = None
+
+    # -- settings (EAS SDK names) ---------------------------------------------------------
+
+    def set_token(self, token: str) -> None:
+        self.token = token
+
+    def set_timeout(self, timeout: int) -> None:
+        """Per-request timeout in milliseconds."""
+        self.timeout = timeout
+
+    def set_retry_count(self, count: int) -> None:
+        self.retry_count = count
+
+    def set_logger(self, logger: logging.Logger | None = None) -> None:
+        self.logger = logger
+
+    def init(self, uid: str | None = None, gid: str = "eas") -> None:
+        """Set the consumer identity (a random uid by default) and open the connection pool."""
+        self.uid = uid or str(uuid.uuid4())
+        self.gid = gid or "eas"
+        if self._http is None:
+            self._http = httpx.Client(http2=False)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _base_url(self) -> str:
+        if self.custom_url:
+            return self.custom_url.rstrip("/")
+        host = self.endpoint.rstrip("/")
+        if not host.startswith(("http://", "https://")):
+            host = "http://" + host
+        return f"{host}/api/predict/{self.queue_name}"
+
+    def _url(self, query: Mapping[str, Any], websocket: bool = False) -> str:
+        url = self._base_url()
+        if websocket:
+            url = "ws" + url[len("http") :]
+        encoded = urlencode({k: str(v) for k, v in query.items()})
+        return f"{url}?{encoded}" if encoded else url
+
+    def _headers(self) -> dict[str, str]:
+        headers = {HEADER_UID: self.uid, HEADER_GID: self.gid}
+        if self.token:
+            headers["Authorization"] = self.token
+        return headers
+
+    def _request(
+        self,
+        method: str,
+        query: Mapping[str, Any],
+        body: bytes | None = None,
+        wait: float = 0.0,
+    ) -> httpx.Response:
+        if self._http is None:
+            self.init(self.uid, self.gid)
+        assert self._http is not None
+        url = self._url(query)
+        timeout = max(self.timeout / 1000.0, wait + 5.0)
+        for attempt in range(self.retry_count + 1):
+            try:
+                response = self._http.request(
+                    method, url, content=body, headers=self._headers(), timeout=timeout
+                )
+            except httpx.TransportError as exc:
+                # a put is retried only if it never reached the server
+                retry = method != "POST" or isinstance(exc, httpx.ConnectError)
+                if not retry or attempt == self.retry_count:
+                    raise errors.Unavailable(f"{method} {url}: {exc}") from exc
+                if self.logger:
+                    self.logger.debug("%s %s failed (%s), retrying", method, url, exc)
+                time.sleep(min(0.05 * 2**attempt, 1.0))
+                continue
+            if response.status_code // 100 != 2:
+                raise _error(response.status_code, response.content)
+            return response
+        raise AssertionError("unreachable")
+
+    # -- operations -----------------------------------------------------------------------
+
+    def put(
+        self,
+        data: bytes | str,
+        tags: Mapping[str, str] | None = None,
+        request_id: str | None = None,
+    ) -> tuple[int, str]:
+        """Append a record; return its index and request id."""
+        body = data.encode() if isinstance(data, str) else bytes(data)
+        query = dict(tags or {})
+        if request_id:
+            query["requestId"] = request_id
+        response = self._request("POST", query, body)
+        return int(response.text), response.headers[HEADER_REQUEST_ID]
+
+    def get(
+        self,
+        request_id: str | None = None,
+        index: int = 0,
+        length: int = 1,
+        timeout: str = "5s",
+        auto_delete: bool = True,
+        tags: Mapping[str, str] | None = None,
+    ) -> list[DataFrame]:
+        """Records from ``index`` (or the one put as ``request_id``), waiting up to ``timeout``."""
+        query: dict[str, Any] = {
+            "_index_": index,
+            "_length_": length,
+            "_timeout_": timeout,
+            "_auto_delete_": str(auto_delete).lower(),
+            **(tags or {}),
+        }
+        if request_id is not None:
+            query["requestId"] = request_id
+        response = self._request("GET", query, wait=_seconds(timeout))
+        try:
+            return decode_list(response.content)
+        except WireError as exc:
+            raise errors.ServekitError(f"server sent an invalid DataFrameListProto: {exc}") from exc
+
+    def attributes(self) -> dict[str, str]:
+        """The queue's attributes (``stream.length``, ``stream.lastEntry``, …)."""
+        return dict(self._request("GET", {"_attrs_": "true"}).json())
+
+    def search(self, index: int) -> dict[str, Any]:
+        """``{ConsumerId, IsPending, WaitCount}`` of record ``index`` for this client's group."""
+        return dict(self._request("GET", {"_search_": "true", "_index_": index}).json())
+
+    def truncate(self, index: int) -> str:
+        """Drop every record before ``index``."""
+        return self._request("DELETE", {"_index_": index, "_trunc_": "true"}).text
+
+    def delete(self, index: int | list[int]) -> str:
+        """Delete one record or a list of records."""
+        return self._request("DELETE", {"_indexes_": _indexes(index)}).text
+
+    def commit(self, index: int | list[int]) -> str:
+        """Commit one record or a list of records for this client's group."""
+        return self._request("PUT", {"_indexes_": _indexes(index)}).text
+
+    def watch(
+        self,
+        index: int = 0,
+        window: int = 1,
+        index_only: bool = False,
+        auto_commit: bool = False,
+        tags: Mapping[str, str] | None = None,
+    ) -> Watcher:
+        """A subscription: ``run()`` yields records, at most ``window`` uncommitted at a time."""
+        query = {
+            "_watch_": "true",
+            "_index_": index,
+            "_window_": window,
+            "_index_only_": str(index_only).lower(),
+            "_auto_commit_": str(auto_commit).lower(),
+            **(tags or {}),
+        }
+        return Watcher(self._url(query, websocket=True), self._headers(), self.logger)
+
+
+class Watcher:
+    """Records pushed over a WebSocket; reconnects (with backoff) when the connection drops."""
+
+    def __init__(
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        logger: logging.Logger | None,
+        *,
+        max_backoff: float = 2.0,
+        open_timeout: float = 10.0,
+    ) -> None:
+        self.url = url
+        self.headers = dict(headers)
+        self.logger = logger
+        self.max_backoff = max_backoff
+        self.open_timeout = open_timeout
+        self._lock = threading.Lock()
+        self._conn: ClientConnection | None = None
+        self._closed = threading.Event()
+        self._running = False
+
+    def run(self) -> Iterator[DataFrame]:
+        """Yield records until ``close()``; refused handshakes (401, 404, …) raise at once."""
+        with self._lock:
+            if self._running:
+                raise errors.BadRequest("this watcher is already running")
+            self._running = True
+        backoff = 0.05
+        try:
+            while not self._closed.is_set():
+                conn = self._connect()
+                if conn is None:
+                    self._closed.wait(backoff)
+                    backoff = min(backoff * 2, self.max_backoff)
+                    continue
+                backoff = 0.05
+                try:
+                    for message in conn:
+                        yield decode_frame(
+                            message if isinstance(message, bytes) else message.encode()
+                        )
+                except ConnectionClosed as exc:
+                    if self.logger and not self._closed.is_set():
+                        self.logger.warning("watch connection closed (%s), reconnecting", exc)
+                finally:
+                    conn.close()
+        finally:
+            with self._lock:
+                self._running = False
+
+    def _connect(self) -> ClientConnection | None:
+        try:
+            conn = connect(
+                self.url,
+                additional_headers=self.headers,
+                open_timeout=self.open_timeout,
+                max_size=None,
+            )
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if 400 <= status < 500:
+                raise _error(status, exc.response.body or b"") from exc
+            self._log_retry(exc)
+            return None
+        except (OSError, InvalidHandshake, TimeoutError) as exc:
+            self._log_retry(exc)
+            return None
+        with self._lock:
+            if self._closed.is_set():
+                conn.close()
+                return None
+            self._conn = conn
+        return conn
+
+    def _log_retry(self, exc: Exception) -> None:
+        if self.logger:
+            self.logger.warning("watch connect to %s failed (%s), retrying", self.url, exc)
+
+    def close(self) -> None:
+        """Stop: ``run()`` returns after the record it is yielding, if any."""
+        with self._lock:
+            self._closed.set()
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
+def _seconds(timeout: str | float) -> float:
+    from servekit.queue.params import duration
+
+    try:
+        return duration({"t": str(timeout)}, "t", 5.0, limit=3600.0)
+    except errors.BadRequest:
+        return 5.0

@@ -1,0 +1,351 @@
+"""The EAS queue protocol over HTTP and WebSocket: a raw ASGI app for a registry of queues.
+
+=========  ==========================================  =============================================
+method     query                                       does
+=========  ==========================================  =============================================
+POST       tags as ``name=value``, ``requestId``       put the body; answers the index, request id
+                                                       in ``X-Eas-Queueservice-Request-Id``
+GET        ``_attrs_=true``                            attributes (JSON)
+GET        ``_search_=true&_index_=N``                 ``{ConsumerId, IsPending, WaitCount}``
+GET        ``_index_ _length_ _timeout_ _auto_delete_``  records (``DataFrameListProto``)
+           ``requestId``, tags
+DELETE     ``_trunc_=true&_index_=N``                  drop records before N
+DELETE     ``_indexes_=1,2``                           delete records
+PUT        ``_indexes_=1,2``                           commit records for the caller's group
+WS         ``_watch_=true _index_ _window_``           push records, one ``DataFrameProto`` per
+           ``_index_only_ _auto_commit_``              binary message
+=========  ==========================================  =============================================
+
+The consumer is ``X-EAS-QueueService-Redis-Uid`` in group ``X-EAS-QueueService-Redis-Gid``
+(default ``eas``). With a token, ``Authorization`` must carry it (raw or ``Bearer``), else 401.
+
+Mounting it in another ASGI app (how ``servekit serve --queue`` uses it)::
+
+    door = QueueDoor({"svc": input_queue, "svc/sink": sink_queue}, token=token)
+    # in the lifespan: await door.startup() ... await door.shutdown()
+    # per request:    if door.owns(scope["path"]): return await door.handle(scope, receive, send)
+
+Standalone, ``QueueDoor`` is itself an ASGI app (it runs the lifespan):
+``uvicorn.run(door, host="127.0.0.1", port=8080)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any
+
+import orjson
+
+from servekit.errors import BadRequest, NotFound, PayloadTooLarge, ServekitError, Unauthorized
+from servekit.queue import params
+from servekit.queue.service import DEFAULT_GROUP, MAX_GET_LENGTH, MAX_WINDOW, QueueService
+from servekit.queue.subscription import Subscription
+from servekit.queue.wire import WireError, decode_frame, encode_list, encode_record
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("servekit.queue")
+
+PREFIX = "/api/predict/"
+HEADER_REQUEST_ID = b"x-eas-queueservice-request-id"
+HEADER_UID = b"x-eas-queueservice-redis-uid"
+HEADER_GID = b"x-eas-queueservice-redis-gid"
+PROTOBUF = b"application/vnd.google.protobuf"
+# A POST body in this media type is a DataFrameProto (data + tags) rather than raw data.
+DATAFRAME_MEDIA = "application/vnd.google.protobuf; proto=streaming.DataFrameProto"
+
+Response = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+
+def _json(
+    status: int, payload: object, headers: list[tuple[bytes, bytes]] | None = None
+) -> Response:
+    return status, [(b"content-type", b"application/json"), *(headers or [])], orjson.dumps(payload)
+
+
+def _text(body: str, headers: list[tuple[bytes, bytes]] | None = None) -> Response:
+    return 200, [(b"content-type", b"text/plain; charset=utf-8"), *(headers or [])], body.encode()
+
+
+def _error(exc: ServekitError) -> Response:
+    extra = [(k.encode(), v.encode()) for k, v in exc.headers().items()]
+    return _json(exc.status, {"error": exc.message, "status": exc.status}, extra)
+
+
+class QueueDoor:
+    """Serves named ``QueueService``s in the EAS queue protocol under ``/api/predict/<name>``."""
+
+    def __init__(
+        self,
+        queues: Mapping[str, QueueService],
+        token: str | None = None,
+        *,
+        max_wait: float = 600.0,
+    ) -> None:
+        self.queues = dict(queues)
+        self.token = token
+        self.max_wait = max_wait
+        self._watchers: set[asyncio.Task[None]] = set()
+
+    # -- mounting -------------------------------------------------------------------------
+
+    def queue_name(self, path: str) -> str | None:
+        """The queue a path addresses (``/api/predict/<name>``), registered or not."""
+        if not path.startswith(PREFIX):
+            return None
+        name = path[len(PREFIX) :].strip("/")
+        return name or None
+
+    def owns(self, path: str) -> bool:
+        """True if ``path`` addresses one of this door's queues."""
+        return self.queue_name(path) in self.queues
+
+    async def startup(self) -> None:
+        """Open every queue (in the event loop that will serve them)."""
+        for queue in self.queues.values():
+            await queue.start()
+
+    async def shutdown(self) -> None:
+        """End the watchers and close every queue."""
+        for task in list(self._watchers):
+            task.cancel()
+        for queue in self.queues.values():
+            await queue.close()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        else:
+            await self.handle(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one HTTP request or WebSocket connection."""
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+        elif scope["type"] == "http":
+            await self._respond(send, await self._http(scope, receive))
+
+    # -- HTTP -----------------------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive) -> Response:
+        try:
+            headers = dict(scope["headers"])
+            self._authorize(headers)
+            queue = self._queue(scope["path"])
+            query = params.parse_query(scope.get("query_string", b""))
+            gid = headers.get(HEADER_GID, b"").decode("latin-1") or DEFAULT_GROUP
+            method = scope["method"]
+            if method == "POST":
+                body = await self._body(receive, headers, queue.max_payload_bytes)
+                return await self._put(queue, query, headers, body)
+            if method == "GET":
+                return await self._get(queue, query, gid)
+            if method == "DELETE":
+                return await self._delete(queue, query)
+            if method == "PUT":
+                await queue.commit(params.indexes(query), gid)
+                return _text("OK")
+            return _json(405, {"error": f"method {method} not allowed", "status": 405})
+        except ServekitError as exc:
+            return _error(exc)
+        except Exception:  # boundary: report, answer 500, keep serving
+            log.exception("queue request failed: %s %s", scope.get("method"), scope.get("path"))
+            return _json(500, {"error": "internal error in the queue service", "status": 500})
+
+    async def _put(
+        self,
+        queue: QueueService,
+        query: Mapping[str, str],
+        headers: Mapping[bytes, bytes],
+        body: bytes,
+    ) -> Response:
+        tags = params.tags_of(query)
+        content_type = headers.get(b"content-type", b"").decode("latin-1")
+        if _is_dataframe(content_type):
+            try:
+                frame = decode_frame(body)
+            except WireError as exc:
+                raise BadRequest(f"body is not a valid DataFrameProto: {exc}") from exc
+            body, tags = frame.data, {**frame.tags, **tags}
+        index, request_id = await queue.put(body, tags, request_id=query.get("requestId") or None)
+        return _text(str(index), [(HEADER_REQUEST_ID, request_id.encode())])
+
+    async def _get(self, queue: QueueService, query: Mapping[str, str], gid: str) -> Response:
+        if params.boolean(query, "_attrs_", False):
+            return _json(200, await queue.attributes())
+        if params.boolean(query, "_search_", False):
+            position = await queue.search(params.integer(query, "_index_", None), gid)
+            return _json(200, position.as_eas())
+        if params.boolean(query, "_watch_", False):
+            raise BadRequest("_watch_ needs a WebSocket connection (ws:// or wss://)")
+        records = await queue.get(
+            request_id=query.get("requestId") or None,
+            index=params.integer(query, "_index_", 0),
+            length=params.integer(query, "_length_", 1, low=1, high=MAX_GET_LENGTH),
+            timeout=params.duration(query, "_timeout_", 5.0, limit=self.max_wait),
+            auto_delete=params.boolean(query, "_auto_delete_", True),
+            tags=params.tags_of(query),
+        )
+        body = encode_list(encode_record(r) for r in records)
+        return 200, [(b"content-type", PROTOBUF)], body
+
+    async def _delete(self, queue: QueueService, query: Mapping[str, str]) -> Response:
+        if params.boolean(query, "_trunc_", False):
+            await queue.truncate(params.integer(query, "_index_", None))
+            return _text("OK")
+        if "_indexes_" in query:
+            await queue.delete(params.indexes(query))
+            return _text("OK")
+        raise BadRequest("DELETE needs _trunc_=true&_index_=N or _indexes_=i,j,...")
+
+    async def _body(self, receive: Receive, headers: Mapping[bytes, bytes], limit: int) -> bytes:
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"body of {int(declared)} bytes exceeds {limit}")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise BadRequest("client went away before sending the whole body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"body exceeds {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    @staticmethod
+    async def _respond(send: Send, response: Response) -> None:
+        status, headers, body = response
+        headers = [*headers, (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    # -- shared ---------------------------------------------------------------------------
+
+    def _authorize(self, headers: Mapping[bytes, bytes]) -> None:
+        if not self.token:
+            return
+        given = headers.get(b"authorization", b"")
+        if given[:7].lower() == b"bearer ":
+            given = given[7:]
+        if not hmac.compare_digest(given.strip(), self.token.encode()):
+            raise Unauthorized("missing or wrong token in the Authorization header")
+
+    def _queue(self, path: str) -> QueueService:
+        name = self.queue_name(path)
+        queue = self.queues.get(name) if name else None
+        if queue is None:
+            raise NotFound(f"no queue named {name!r} (path {path!r})")
+        return queue
+
+    # -- WebSocket ------------------------------------------------------------------------
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return
+        try:
+            headers = dict(scope["headers"])
+            self._authorize(headers)
+            queue = self._queue(scope["path"])
+            query = params.parse_query(scope.get("query_string", b""))
+            if not params.boolean(query, "_watch_", False):
+                raise BadRequest("a WebSocket on a queue needs _watch_=true")
+            sub = queue.watch(
+                index=params.integer(query, "_index_", 0),
+                window=params.integer(query, "_window_", 1, low=1, high=MAX_WINDOW),
+                uid=headers.get(HEADER_UID, b"").decode("latin-1") or None,
+                gid=headers.get(HEADER_GID, b"").decode("latin-1") or DEFAULT_GROUP,
+                auto_commit=params.boolean(query, "_auto_commit_", False),
+            )
+            index_only = params.boolean(query, "_index_only_", False)
+        except ServekitError as exc:
+            await self._deny(scope, send, _error(exc))
+            return
+        await send({"type": "websocket.accept"})
+        task = asyncio.current_task()
+        assert task is not None
+        self._watchers.add(task)
+        try:
+            await self._serve_watch(sub, receive, send, index_only)
+        finally:
+            self._watchers.discard(task)
+
+    async def _serve_watch(
+        self, sub: Subscription, receive: Receive, send: Send, index_only: bool
+    ) -> None:
+        pump = asyncio.create_task(self._pump(sub, send, index_only))
+        listen = asyncio.create_task(_until_disconnect(receive))
+        try:
+            await asyncio.wait({pump, listen}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pump, listen):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(pump, listen, return_exceptions=True)
+            await asyncio.shield(sub.close())
+        if pump.done() and not listen.done():  # we ended it: tell the client
+            code = 1000 if pump.exception() is None else 1011
+            with contextlib.suppress(OSError, RuntimeError):
+                await send({"type": "websocket.close", "code": code})
+
+    @staticmethod
+    async def _pump(sub: Subscription, send: Send, index_only: bool) -> None:
+        try:
+            async for record in sub:
+                await send(
+                    {
+                        "type": "websocket.send",
+                        "bytes": encode_record(record, index_only=index_only),
+                    }
+                )
+        except OSError:  # the client went away mid-send
+            return
+        except Exception:
+            log.exception("watch of %s/%s failed", sub.gid, sub.uid)
+            raise
+
+    @staticmethod
+    async def _deny(scope: Scope, send: Send, response: Response) -> None:
+        if "websocket.http.response" in scope.get("extensions", {}):
+            status, headers, body = response
+            headers = [*headers, (b"content-length", str(len(body)).encode())]
+            await send(
+                {"type": "websocket.http.response.start", "status": status, "headers": headers}
+            )
+            await send({"type": "websocket.http.response.body", "body": body})
+        else:
+            await send({"type": "websocket.close", "code": 1008})
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "websocket.disconnect":
+        pass  # client messages carry nothing in this protocol
+
+
+def _is_dataframe(content_type: str) -> bool:
+    media, _, rest = content_type.partition(";")
+    if media.strip().lower() != PROTOBUF.decode():
+        return False
+    options = dict(p.strip().partition("=")[::2] for p in rest.split(";") if p.strip())
+    return options.get("proto", "").strip('"') == "streaming.DataFrameProto"

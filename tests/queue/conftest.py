@@ -1,0 +1,301 @@
+"""Fixtures: a real redis-server on a loopback port, and queues on both backends."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from servekit.queue import QueueService, SqliteBackend
+from servekit.queue.redis_backend import RedisBackend
+
+T = TypeVar("T")
+
+BACKENDS = ["sqlite", "redis"]
+TEST_LEASE = 0.6  # seconds: how long a dead consumer keeps its records in these tests
+TEST_POLL = 0.02
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``check`` until it is true; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.01)
+
+
+class RedisServer:
+    """A redis-server process with AOF on, in its own directory, on a free loopback port."""
+
+    def __init__(self, directory: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed (apt-get install -y redis-server)")
+        self.binary = binary
+        self.directory = directory
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--save", "",
+                "--appendonly", "yes",
+                "--appendfsync", "always",
+                "--dir", str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(self._answers, 10, f"redis-server on port {self.port}")
+
+    def _answers(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"redis-server exited with {self.process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown save; what survives is what the AOF already holds."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+            self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+            self.process = None
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test alone (for tests that kill or restart it)."""
+    server = RedisServer(tmp_path / "redis")
+    server.directory.mkdir()
+    server.start()
+    yield server
+    server.stop()
+
+
+_names = itertools.count()
+
+
+class QueueFactory:
+    """Builds fresh, unstarted queues on one backend; each call is a new empty queue."""
+
+    def __init__(self, kind: str, tmp_path: Path, redis_url: str | None) -> None:
+        self.kind = kind
+        self.tmp_path = tmp_path
+        self.redis_url = redis_url
+
+    def backend(self, name: str) -> SqliteBackend | RedisBackend:
+        if self.kind == "sqlite":
+            return SqliteBackend(self.tmp_path / f"{name}.db", poll_interval=TEST_POLL)
+        assert self.redis_url is not None
+        return RedisBackend(name, self.redis_url, poll_interval=TEST_POLL)
+
+    def __call__(self, name: str | None = None, **options: Any) -> QueueService:
+        name = name or f"q{next(_names)}-{time.monotonic_ns()}"
+        options.setdefault("lease", TEST_LEASE)
+        return QueueService(self.backend(name), name=name, **options)
+
+
+@pytest.fixture(params=BACKENDS)
+def make_queue(request: pytest.FixtureRequest, tmp_path: Path) -> QueueFactory:
+    url = None
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_server").url
+    return QueueFactory(request.param, tmp_path, url)
+
+
+def run(coro: Awaitable[T], timeout: float = 30.0) -> T:
+    """Run one scenario on a fresh event loop, bounded in time."""
+
+    async def bounded() -> T:
+        return await asyncio.wait_for(coro, timeout)
+
+    return asyncio.run(bounded())
+
+
+@pytest.fixture
+def arun() -> Callable[..., Any]:
+    """``arun(coro, timeout=30)``: run one async scenario, bounded in time."""
+    return run
+
+
+class Worker:
+    """``tests/queue/worker.py`` in a child process, its stdout read line by line."""
+
+    def __init__(self, *args: str) -> None:
+        import queue as _queue
+        import sys
+        import threading
+
+        script = Path(__file__).with_name("worker.py")
+        self.process = subprocess.Popen(
+            [sys.executable, str(script), *args],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: _queue.Queue[str] = _queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line.strip())
+        self.lines.put("<eof>")
+
+    def expect(self, count: int, prefix: str, timeout: float = 20.0) -> list[str]:
+        """Read lines until ``count`` of them start with ``prefix``; return those."""
+        import queue as _queue
+
+        found: list[str] = []
+        deadline = time.monotonic() + timeout
+        while len(found) < count:
+            try:
+                line = self.lines.get(timeout=max(deadline - time.monotonic(), 0.001))
+            except _queue.Empty:
+                raise AssertionError(f"worker printed {found} before timing out") from None
+            if line == "<eof>":
+                raise AssertionError(f"worker exited ({self.process.wait()}) after {found}")
+            if line.startswith(prefix):
+                found.append(line)
+        return found
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def wait(self, timeout: float) -> int:
+        return self.process.wait(timeout)
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[..., Worker]]:
+    """Start worker processes; any still running at the end of the test is killed."""
+    started: list[Worker] = []
+
+    def start(*args: str) -> Worker:
+        worker = Worker(*args)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.kill()
+        if worker.process.stdout is not None:
+            worker.process.stdout.close()
+
+
+class DoorServer:
+    """A ``QueueDoor`` served by uvicorn in a thread on a free loopback port."""
+
+    def __init__(self, app: Any, port: int | None = None) -> None:
+        import threading
+
+        import uvicorn
+
+        self.port = port or free_port()
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> DoorServer:
+        self.thread.start()
+        wait_until(lambda: self.server.started, 10, "uvicorn to start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+        if self.thread.is_alive():  # DEBUG
+            import gc
+            for o in gc.get_objects():
+                if isinstance(o, asyncio.AbstractEventLoop) and o.is_running():
+                    for t in asyncio.all_tasks(o):
+                        print("TASK", t.get_name())
+                        c = t.get_coro()
+                        while c is not None:
+                            f = getattr(c, "cr_frame", None) or getattr(c, "gi_frame", None)
+                            if f is not None:
+                                print("   ", f.f_code.co_filename, f.f_lineno, f.f_code.co_name)
+                            c = getattr(c, "cr_await", None) or getattr(c, "gi_yieldfrom", None)
+                            if c is not None and not hasattr(c, "cr_frame") and not hasattr(c, "gi_frame"):
+                                print("    awaiting", type(c), c)
+                                break
+        assert not self.thread.is_alive(), "uvicorn did not stop"
+
+
+@pytest.fixture
+def serve_door(make_queue: QueueFactory) -> Iterator[Callable[..., DoorServer]]:
+    """``serve_door(names=("svc", "svc/sink"), token=None, **queue_options)`` -> running server."""
+    from servekit.queue.door import QueueDoor
+
+    running: list[DoorServer] = []
+
+    def start(
+        names: tuple[str, ...] = ("svc", "svc/sink"), token: str | None = None, **options: Any
+    ) -> DoorServer:
+        stamp = time.monotonic_ns()
+        queues = {n: make_queue(f"{n.replace('/', '-')}-{stamp}", **options) for n in names}
+        server = DoorServer(QueueDoor(queues, token=token)).__enter__()
+        running.append(server)
+        return server
+
+    yield start
+    for server in running:
+        server.__exit__()
