@@ -324,18 +324,28 @@ def _batch_stats(side: str, base: str) -> dict[str, float]:
     return values
 
 
-def _measure(side: str, base: str, connections: int, seconds: float) -> dict[str, Any]:
-    """One wrk run, plus the mean batch size the server ran during it."""
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _measure(side: str, base: str, pid: int, connections: int, seconds: float) -> dict[str, Any]:
+    """One wrk run, plus the server's mean batch size and CPU time per request during it."""
     before = _batch_stats(side, base)
+    cpu_before = _cpu_seconds(pid)
     result = run_wrk(base, connections, seconds)
+    cpu = _cpu_seconds(pid) - cpu_before
     after = _batch_stats(side, base)
+    result["server_cpu_us_per_req"] = 1e6 * cpu / result["requests"] if result["requests"] else 0
     batches = after.get("batches", 0.0) - before.get("batches", 0.0)
     items = after.get("items", 0.0) - before.get("items", 0.0)
     result["mean_batch"] = items / batches if batches else float("nan")
     log(
         f"http {side} c={connections}: {result['req_per_s']:,.0f} req/s"
         f" p50 {result['p50_ms']:.2f} ms p99 {result['p99_ms']:.2f} ms"
-        f" batch {result['mean_batch']:.1f} non-200 {result['non200']}"
+        f" batch {result['mean_batch']:.1f} cpu {result['server_cpu_us_per_req']:.0f} us/req"
+        f" non-200 {result['non200']}"
         f" socket errors {result['socket_errors']}"
     )
     return result
@@ -348,14 +358,14 @@ def main(quick: bool = False, profile: bool = False) -> dict[str, Any]:
     warmup = 1.0 if quick else 2.0
     runs: dict[str, dict[int, dict[str, Any]]] = {"servekit": {}, "bare": {}}
     profile_summary: dict[str, Any] | None = None
-    with _serve("servekit") as (sk_base, sk_proc), _serve("bare") as (bare_base, _):
-        bases = {"servekit": sk_base, "bare": bare_base}
-        for base in bases.values():
+    with _serve("servekit") as (sk_base, sk_proc), _serve("bare") as (bare_base, bare_proc):
+        servers = {"servekit": (sk_base, sk_proc.pid), "bare": (bare_base, bare_proc.pid)}
+        for base, _ in servers.values():
             _preflight(base)
             run_wrk(base, 64, warmup)
         for connections in CONCURRENCY:
-            for side, base in bases.items():
-                runs[side][connections] = _measure(side, base, connections, seconds)
+            for side, (base, pid) in servers.items():
+                runs[side][connections] = _measure(side, base, pid, connections, seconds)
         if profile:
             profile_summary = _profile(sk_base, sk_proc.pid, seconds)
     return _report(runs, seconds, quick, profile_summary)
@@ -384,6 +394,8 @@ def _report(
                 bare["p99_ms"],
                 sk["mean_batch"],
                 bare["mean_batch"],
+                sk["server_cpu_us_per_req"],
+                bare["server_cpu_us_per_req"],
                 f"{sk['non200'] + sk['socket_errors']} / {bare['non200'] + bare['socket_errors']}",
             ]
         )
@@ -450,6 +462,8 @@ def _report(
                     "bare p99 ms",
                     "sk batch",
                     "bare batch",
+                    "sk cpu us/req",
+                    "bare cpu us/req",
                     "errors sk / bare",
                 ],
                 rows,

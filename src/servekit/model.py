@@ -111,7 +111,7 @@ class Model:
         """preprocess → predict → postprocess, isolating per-item hook failures."""
         cls = type(self)
         if cls.preprocess is not Model.preprocess:
-            batch = [_guarded(self.preprocess, item) for item in batch]
+            batch = [isolate(self.preprocess, item) for item in batch]
         if any(isinstance(item, BaseException) for item in batch):
             live = [item for item in batch if not isinstance(item, BaseException)]
             predicted = list(self.predict(live)) if live else []
@@ -128,13 +128,14 @@ class Model:
             outputs_list = self.predict(batch)
         if cls.postprocess is not Model.postprocess:
             outputs_list = [
-                out if isinstance(out, BaseException) else _guarded(self.postprocess, out)
+                out if isinstance(out, BaseException) else isolate(self.postprocess, out)
                 for out in outputs_list
             ]
         return outputs_list
 
 
-def _guarded(hook: Any, value: Any) -> Any:
+def isolate(hook: Any, value: Any) -> Any:
+    """``hook(value)``, or the error as a value: bad-input errors become ``BadRequest``."""
     try:
         return hook(value)
     except (BadRequest, ValueError, TypeError, KeyError, IndexError) as exc:

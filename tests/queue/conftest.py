@@ -262,21 +262,6 @@ class DoorServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(15)
-        if self.thread.is_alive():  # DEBUG
-            import gc
-            for o in gc.get_objects():
-                if isinstance(o, asyncio.AbstractEventLoop) and o.is_running():
-                    for t in asyncio.all_tasks(o):
-                        print("TASK", t.get_name())
-                        c = t.get_coro()
-                        while c is not None:
-                            f = getattr(c, "cr_frame", None) or getattr(c, "gi_frame", None)
-                            if f is not None:
-                                print("   ", f.f_code.co_filename, f.f_lineno, f.f_code.co_name)
-                            c = getattr(c, "cr_await", None) or getattr(c, "gi_yieldfrom", None)
-                            if c is not None and not hasattr(c, "cr_frame") and not hasattr(c, "gi_frame"):
-                                print("    awaiting", type(c), c)
-                                break
         assert not self.thread.is_alive(), "uvicorn did not stop"
 
 

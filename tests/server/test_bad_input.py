@@ -309,14 +309,14 @@ def test_deadline_passed_before_the_model_ran_is_504(serve, gate, parameters, he
         running = pool.submit(client.post, "/v2/models/echo/infer", json=one_row(1))
         gate.wait_entered()
         late = client.post(
-            "/v2/models/echo/infer", json={**one_row(2), "parameters": parameters},
+            "/v2/models/echo/infer", json={**one_row(99), "parameters": parameters},
             headers=headers,
         )  # answered while the gate is still closed: the model is busy the whole time
         assert_error(late, 504, "deadline passed", "the model did not run it")
         gate.open()
         assert running.result(10).status_code == 200
     assert_good(client)
-    assert model.batches == [[1.0], [1.0]]  # the expired row 2.0 never reached the model
+    assert model.batches == [[1.0], [1.0, 2.0]]  # the expired row 99 never reached the model
     assert batcher.stats.timed_out == 1
 
 

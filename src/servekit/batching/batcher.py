@@ -136,6 +136,7 @@ class Batcher:
         """Admit ``work`` from any thread; the outcome arrives via its callback."""
         self._intake.append(work)
         if self._sleeping and self._loop is not None:
+            self._sleeping = False  # one wake-up is enough for every thread racing here
             self._loop.call_soon_threadsafe(self._wake)
         return work
 
@@ -234,10 +235,13 @@ class Batcher:
                 await asyncio.sleep(0.01)
 
     async def _sleep(self, wake_at: float | None) -> None:
-        self._sleeping = True
-        if self._intake:  # re-check after raising the flag: no lost wake-ups
-            self._sleeping = False
-            return
+        # While every instance is busy, new thread submissions need not wake the loop: the
+        # next finished batch does, and drains the intake then (one wake-up per batch).
+        if self._running < self.policy.instances or self._closing:
+            self._sleeping = True
+            if self._intake:  # re-check after raising the flag: no lost wake-ups
+                self._sleeping = False
+                return
         loop = self._loop
         assert loop is not None
         self._wakeup = loop.create_future()

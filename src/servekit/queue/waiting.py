@@ -9,21 +9,26 @@ class Signal:
     """Wakes every waiter at once; a waiter takes ``event()`` before looking, then waits."""
 
     def __init__(self) -> None:
-        self._event = asyncio.Event()
+        self._future: asyncio.Future[None] | None = None
 
-    def event(self) -> asyncio.Event:
-        return self._event
+    def event(self) -> asyncio.Future[None]:
+        """The future the next ``fire()`` completes."""
+        if self._future is None or self._future.done():
+            self._future = asyncio.get_running_loop().create_future()
+        return self._future
 
     def fire(self) -> None:
-        self._event.set()
-        self._event = asyncio.Event()
+        future, self._future = self._future, None
+        if future is not None and not future.done():
+            future.set_result(None)
 
 
-async def wait_event(event: asyncio.Event, timeout: float) -> None:
-    """Wait for ``event`` at most ``timeout`` seconds; never raises on timeout."""
-    if timeout <= 0 or event.is_set():
+async def wait_event(event: asyncio.Future[None], timeout: float) -> None:
+    """Wait for ``event`` at most ``timeout`` seconds; never raises on timeout.
+
+    ``asyncio.wait`` rather than ``wait_for``: on Python < 3.12 ``wait_for`` can swallow a
+    cancellation that lands as its timeout fires, leaving a task that cannot be stopped.
+    """
+    if timeout <= 0 or event.done():
         return
-    try:
-        await asyncio.wait_for(event.wait(), timeout)
-    except asyncio.TimeoutError:
-        pass
+    await asyncio.wait((event,), timeout=timeout)

@@ -52,8 +52,13 @@ class _BatcherCollector:
         yield ready
 
 
-def render_metrics(runtimes: Iterable[ModelRuntime]) -> tuple[bytes, bytes]:
-    """The Prometheus text exposition for these models, and its content type."""
+def metrics_registry(runtimes: Iterable[ModelRuntime]) -> CollectorRegistry:
+    """A Prometheus registry reading these models' batcher counters when collected."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_BatcherCollector(runtimes))  # type: ignore[arg-type]
-    return generate_latest(registry), CONTENT_TYPE_LATEST.encode()
+    return registry
+
+
+def render_metrics(runtimes: Iterable[ModelRuntime]) -> tuple[bytes, bytes]:
+    """The Prometheus text exposition for these models, and its content type."""
+    return generate_latest(metrics_registry(runtimes)), CONTENT_TYPE_LATEST.encode()

@@ -1,0 +1,175 @@
+"""``http_server``: a Virtex-style door onto the batcher, for ``RequestHandler`` subclasses.
+
+Clients POST ``{"data": [x1, …, xn]}``; elements from concurrent requests are batched
+together, and each request gets ``{"data": [y1, …, yn]}`` back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from servekit.errors import BadRequest, Cancelled, ModelError, ServekitError
+from servekit.handler import RequestHandler
+from servekit.messages import HttpMessage
+from servekit.model import Model
+from servekit.server.asgi import Receive, Scope, Send, read_body, send_bytes, send_error, send_json
+from servekit.server.metrics import metrics_registry, render_metrics
+from servekit.server.runtime import ModelRuntime
+
+log = logging.getLogger("servekit.server")
+
+METRICS_MODES = ("off", "scrape", "push")
+
+
+class _HandlerModel(Model):
+    def __init__(self, name: str, handler: RequestHandler) -> None:
+        super().__init__(name=name)
+        self.handler = handler
+
+    def predict(self, batch: list[Any]) -> list[Any]:
+        return self.handler.handle(batch)
+
+
+class MessageApp:
+    """ASGI app returned by :func:`http_server`."""
+
+    def __init__(
+        self,
+        runtime: ModelRuntime,
+        *,
+        max_body_size: int,
+        metrics_mode: str,
+        metrics_host: str,
+        metrics_port: int,
+        metrics_interval: float,
+    ) -> None:
+        self.runtime = runtime
+        self.max_body_size = max_body_size
+        self.metrics_mode = metrics_mode
+        self.metrics_host = metrics_host
+        self.metrics_port = metrics_port
+        self.metrics_interval = metrics_interval
+        self._pusher: asyncio.Task[None] | None = None
+        self._metrics_server: Any = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            try:
+                await self._http(scope, receive, send)
+            except Cancelled:
+                return
+            except ServekitError as exc:
+                await send_error(send, exc)
+            except Exception as exc:  # a boundary: answer 500, keep serving
+                log.exception("unhandled error in http_server")
+                await send_error(send, ModelError(f"internal error: {type(exc).__name__}: {exc}"))
+
+    async def startup(self) -> None:
+        await self.runtime.start()
+        await self.runtime.load()
+        if self.metrics_mode == "scrape":
+            from prometheus_client import start_http_server
+
+            self._metrics_server = start_http_server(
+                self.metrics_port, addr=self.metrics_host, registry=metrics_registry([self.runtime])
+            )
+        elif self.metrics_mode == "push":
+            self._pusher = asyncio.get_running_loop().create_task(self._push_forever())
+
+    async def shutdown(self) -> None:
+        if self._pusher is not None:
+            self._pusher.cancel()
+        if self._metrics_server is not None:
+            server, thread = self._metrics_server
+            server.shutdown()
+            thread.join(5)
+        await self.runtime.stop(30.0)
+
+    async def _push_forever(self) -> None:
+        from prometheus_client import push_to_gateway
+
+        registry = metrics_registry([self.runtime])
+        gateway = f"{self.metrics_host}:{self.metrics_port}"
+        while True:
+            await asyncio.sleep(self.metrics_interval)
+            try:
+                await asyncio.to_thread(
+                    push_to_gateway, gateway, job=str(self.runtime.model.name), registry=registry
+                )
+            except OSError as exc:  # the gateway being down must not stop serving
+                log.warning("pushing metrics to %s failed: %s", gateway, exc)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path, method = scope["path"], scope["method"]
+        if method == "GET":
+            if path == "/metrics":
+                body, content_type = render_metrics([self.runtime])
+                await send_bytes(send, 200, body, [(b"content-type", content_type)])
+            else:
+                ready = self.runtime.ready
+                await send_json(send, 200 if ready else 503, {"ready": ready})
+            return
+        if method != "POST":
+            raise ServekitError(f"method {method} not allowed (POST a message)", status=405)
+        self.runtime.check_ready()
+        message = HttpMessage.from_bytes(await read_body(scope, receive, self.max_body_size))
+        results = await self.runtime.batcher.run(message.data)
+        try:
+            body = HttpMessage(data=results).to_bytes()
+        except TypeError as exc:
+            raise ModelError(f"process_response returned a value that is not JSON: {exc}") from exc
+        await send_bytes(send, 200, body)
+
+
+def http_server(
+    name: str,
+    handler: RequestHandler,
+    max_batch_size: int | None = None,
+    max_time_on_queue: float | None = None,
+    metrics_host: str = "127.0.0.1",
+    metrics_port: int = 9091,
+    metrics_mode: str = "off",
+    metrics_interval: float = 10.0,
+    *,
+    max_queue_size: int | None = None,
+    max_body_size: int = 64 * 1024 * 1024,
+) -> MessageApp:
+    """An ASGI app (run it with uvicorn) that batches message elements for ``handler``.
+
+    ``max_time_on_queue`` is in seconds. ``metrics_mode``: ``"off"`` (``GET /metrics`` on the
+    app only), ``"scrape"`` (also a Prometheus endpoint on ``metrics_host:metrics_port``) or
+    ``"push"`` (push to a Pushgateway there every ``metrics_interval`` seconds).
+    """
+    if not isinstance(handler, RequestHandler):
+        raise TypeError(f"handler must be a RequestHandler, got {type(handler).__name__}")
+    if metrics_mode not in METRICS_MODES:
+        raise BadRequest(f"metrics_mode must be one of {METRICS_MODES}, got {metrics_mode!r}")
+    model = _HandlerModel(name, handler)
+    policy = model.batch_policy(
+        max_batch_size=max_batch_size,
+        max_latency_ms=None if max_time_on_queue is None else max_time_on_queue * 1000,
+        max_queue_size=max_queue_size,
+    )
+    return MessageApp(
+        ModelRuntime(model, policy),
+        max_body_size=max_body_size,
+        metrics_mode=metrics_mode,
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
+        metrics_interval=metrics_interval,
+    )
