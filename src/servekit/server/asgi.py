@@ -33,7 +33,8 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         try:
             declared = int(length)
         except ValueError:
-            raise BadRequest(f"Content-Length {length.decode(errors='replace')!r} is not a number")
+            shown = length.decode(errors="replace")
+            raise BadRequest(f"Content-Length {shown!r} is not a number") from None
         if declared > limit:
             raise PayloadTooLarge(
                 f"request body of {declared} bytes exceeds the {limit}-byte limit"

@@ -48,7 +48,7 @@ def split_items(runtime: ModelRuntime, inputs: dict[str, np.ndarray]) -> list[An
     if len(set(rows.values())) != 1:
         raise BadRequest(f"inputs disagree on the number of rows (first dimension): {rows}")
     names = list(inputs)
-    return [dict(zip(names, row)) for row in zip(*arrays)]
+    return [dict(zip(names, row, strict=True)) for row in zip(*arrays, strict=True)]
 
 
 def join_outputs(runtime: ModelRuntime, results: list[Any]) -> dict[str, np.ndarray]:
