@@ -36,6 +36,8 @@ class Model:
     platform: ClassVar[str] = "servekit"
     #: Each row along the first axis is one batch item; False: the whole request is one item.
     batch_rows: ClassVar[bool] = True
+    #: Body format on the PAI-EAS route ``/api/predict/{name}``: string, tensorflow, pytorch.
+    eas_format: ClassVar[str] = "string"
     #: Tensor metadata for ``GET /v2/models/{name}``: dicts with name, datatype, shape.
     inputs: ClassVar[list[dict[str, Any]]] = []
     outputs: ClassVar[list[dict[str, Any]]] = []

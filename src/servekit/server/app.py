@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -18,13 +17,14 @@ from servekit.errors import (
     Unauthorized,
 )
 from servekit.model import Model
+from servekit.protocol.eas_auth import check_authorization
 from servekit.protocol.v2 import server_metadata
+from servekit.server import eas as eas_route
 from servekit.server import v2
 from servekit.server.asgi import (
     Receive,
     Scope,
     Send,
-    header,
     read_body,
     send_bytes,
     send_error,
@@ -64,7 +64,7 @@ class App:
             self.registry.add(ModelRuntime(model, model.batch_policy(**batching)))
         if not len(self.registry):
             raise ValueError("App needs at least one model")
-        self.token = token.encode() if token else None
+        self.token = token or None
         self.max_body_size = max_body_size
         self.drain_timeout = drain_timeout
         self.started = False
@@ -127,13 +127,14 @@ class App:
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             await send_error(send, ModelError(f"internal error: {type(exc).__name__}: {exc}"))
 
-    def _check_token(self, scope: Scope) -> None:
-        if self.token is None:
+    def _check_token(self, scope: Scope, body: bytes | None = None) -> None:
+        """Plain token, ``Bearer <token>`` or an EAS signature; constant-time comparisons."""
+        if not self.token:
             return
-        given = header(scope, b"authorization") or b""
-        if given[:7].lower() == b"bearer ":
-            given = given[7:]
-        if not hmac.compare_digest(given.strip(), self.token):
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        if not check_authorization(
+            self.token, method=scope["method"], path=scope["path"], headers=headers, body=body
+        ):
             raise Unauthorized("missing or wrong token in the Authorization header")
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -154,6 +155,13 @@ class App:
                 await self._model_route(scope, receive, send, parts[2:])
             else:
                 raise NotFound(f"no route for {method} {scope['path']}")
+        elif parts[0] == "api" and len(parts) == 3 and parts[1] == "predict":
+            self._expect(method, "POST")
+            body = await read_body(scope, receive, self.max_body_size)
+            self._check_token(scope, body)
+            runtime = self.registry.get(parts[2])
+            runtime.check_ready()
+            await eas_route.predict(runtime, scope, receive, send, body)
         elif parts == ["metrics"] or parts == ["health"] or parts == [""]:
             await self._misc(scope, send, parts[0])
         else:
