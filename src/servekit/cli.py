@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--drain-timeout", type=float, default=30.0, help="seconds to finish work on shutdown"
     )
+    serve.add_argument("--tcp-port", type=int, help="also serve length-prefixed JSON over TCP")
     serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
     return parser
 
@@ -53,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "token": args.token,
             "max_body_size": args.max_body_size,
             "drain_timeout": args.drain_timeout,
+            "tcp_port": args.tcp_port,
+            "tcp_host": args.host,
         }
         for key in ("max_batch_size", "max_latency_ms", "idle_batch_size", "max_queue_size"):
             value = getattr(args, key)

@@ -77,91 +77,81 @@ def tensor(shape: list[int], data: list[Any], datatype: str = "FP32") -> dict[st
     return {"inputs": [{"name": "x", "datatype": datatype, "shape": shape, "data": data}]}
 
 
+INFER = "/v2/models/echo/infer"
+TWO_INPUTS_DISAGREE = {
+    "inputs": [
+        {"name": "x", "datatype": "FP32", "shape": [2], "data": [1, 2]},
+        {"name": "y", "datatype": "FP32", "shape": [3], "data": [1, 2, 3]},
+    ]
+}
+BAD_REQUESTS = [
+    # id, method, path, body, status, fragments of the error message
+    ("malformed-json", "POST", INFER, b'{"inputs": [', 400, ["malformed JSON"]),
+    ("missing-inputs", "POST", INFER, b'{"id": "a"}', 400, ["no 'inputs'"]),
+    ("body-not-an-object", "POST", INFER, b"[1, 2]", 400, ["must be a JSON object"]),
+    (
+        "datatype-data-mismatch",
+        "POST",
+        INFER,
+        tensor([2], ["a", "b"], "INT32"),
+        400,
+        ["input 'x'", "element 0", "INT32 needs integers"],
+    ),
+    (
+        "shape-count-mismatch",
+        "POST",
+        INFER,
+        tensor([2, 3], [1, 2, 3, 4, 5]),
+        400,
+        ["input 'x'", "shape [2, 3] has 6 elements but data has 5"],
+    ),
+    ("unknown-datatype", "POST", INFER, tensor([1], [1], "FLOAT"), 400, ["unknown datatype"]),
+    ("scalar-input", "POST", INFER, tensor([], [1]), 400, ["scalar", "first dimension"]),
+    (
+        "inputs-disagree-on-rows",
+        "POST",
+        INFER,
+        TWO_INPUTS_DISAGREE,
+        400,
+        ["disagree on the number of rows"],
+    ),
+    (
+        "bad-timeout-parameter",
+        "POST",
+        INFER,
+        {**GOOD, "parameters": {"timeout": "soon"}},
+        400,
+        ["'timeout' must be a non-negative integer of microseconds"],
+    ),
+    (
+        "unknown-model",
+        "POST",
+        "/v2/models/nope/infer",
+        GOOD,
+        404,
+        ["unknown model 'nope'", "served models: echo"],
+    ),
+    (
+        "unknown-version",
+        "POST",
+        "/v2/models/echo/versions/9/infer",
+        GOOD,
+        404,
+        ["model 'echo' has no version '9'", "versions: 1"],
+    ),
+    ("unknown-model-metadata", "GET", "/v2/models/nope", None, 404, ["unknown model 'nope'"]),
+    ("get-on-infer", "GET", INFER, None, 405, ["method GET not allowed", "use POST"]),
+    ("post-on-metadata", "POST", "/v2/models/echo", GOOD, 405, ["use GET"]),
+    ("delete-on-server", "DELETE", "/v2", None, 405, ["method DELETE not allowed"]),
+    ("unknown-v2-route", "GET", "/v2/nothing/here", None, 404, ["no route for GET /v2/nothing"]),
+    ("unknown-route", "GET", "/v1/models/echo", None, 404, ["no route for GET /v1/models/echo"]),
+    ("too-deep-route", "POST", f"{INFER}/extra", GOOD, 404, ["no route"]),
+]
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body", "status", "fragments"),
-    [
-        pytest.param(
-            "POST", "/v2/models/echo/infer", b'{"inputs": [', 400, ["malformed JSON"],
-            id="malformed-json",
-        ),
-        pytest.param(
-            "POST", "/v2/models/echo/infer", b'{"id": "a"}', 400, ["no 'inputs'"],
-            id="missing-inputs",
-        ),
-        pytest.param(
-            "POST", "/v2/models/echo/infer", b"[1, 2]", 400, ["must be a JSON object"],
-            id="body-not-an-object",
-        ),
-        pytest.param(
-            "POST", "/v2/models/echo/infer", tensor([2], ["a", "b"], "INT32"), 400,
-            ["input 'x'", "element 0", "INT32 needs integers"],
-            id="datatype-data-mismatch",
-        ),
-        pytest.param(
-            "POST", "/v2/models/echo/infer", tensor([2, 3], [1, 2, 3, 4, 5]), 400,
-            ["input 'x'", "shape [2, 3] has 6 elements but data has 5"],
-            id="shape-count-mismatch",
-        ),
-        pytest.param(
-            "POST", "/v2/models/echo/infer", tensor([1], [1], "FLOAT"), 400,
-            ["unknown datatype 'FLOAT'"],
-            id="unknown-datatype",
-        ),
-        pytest.param(
-            "POST", "/v2/models/echo/infer", tensor([], [1]), 400,
-            ["scalar", "first dimension"],
-            id="scalar-input",
-        ),
-        pytest.param(
-            "POST", "/v2/models/echo/infer",
-            {"inputs": [*tensor([2], [1, 2])["inputs"],
-                        {"name": "y", "datatype": "FP32", "shape": [3], "data": [1, 2, 3]}]},
-            400, ["disagree on the number of rows"],
-            id="inputs-disagree-on-rows",
-        ),
-        pytest.param(
-            "POST", "/v2/models/echo/infer", {**GOOD, "parameters": {"timeout": "soon"}}, 400,
-            ["'timeout' must be a non-negative integer of microseconds"],
-            id="bad-timeout-parameter",
-        ),
-        pytest.param(
-            "POST", "/v2/models/nope/infer", GOOD, 404,
-            ["unknown model 'nope'", "served models: echo"],
-            id="unknown-model",
-        ),
-        pytest.param(
-            "POST", "/v2/models/echo/versions/9/infer", GOOD, 404,
-            ["model 'echo' has no version '9'", "versions: 1"],
-            id="unknown-version",
-        ),
-        pytest.param(
-            "GET", "/v2/models/nope", None, 404, ["unknown model 'nope'"],
-            id="unknown-model-metadata",
-        ),
-        pytest.param(
-            "GET", "/v2/models/echo/infer", None, 405, ["method GET not allowed", "use POST"],
-            id="get-on-infer",
-        ),
-        pytest.param(
-            "POST", "/v2/models/echo", GOOD, 405, ["method POST not allowed", "use GET"],
-            id="post-on-metadata",
-        ),
-        pytest.param(
-            "DELETE", "/v2", None, 405, ["method DELETE not allowed"], id="delete-on-server",
-        ),
-        pytest.param(
-            "GET", "/v2/nothing/here", None, 404, ["no route for GET /v2/nothing/here"],
-            id="unknown-v2-route",
-        ),
-        pytest.param(
-            "GET", "/v1/models/echo", None, 404, ["no route for GET /v1/models/echo"],
-            id="unknown-route",
-        ),
-        pytest.param(
-            "POST", "/v2/models/echo/infer/extra", GOOD, 404, ["no route"],
-            id="too-deep-route",
-        ),
-    ],
+    [pytest.param(*case[1:], id=case[0]) for case in BAD_REQUESTS],
 )
 def test_bad_request_gets_json_error_and_server_keeps_serving(
     shared, method, path, body, status, fragments
@@ -309,7 +299,8 @@ def test_deadline_passed_before_the_model_ran_is_504(serve, gate, parameters, he
         running = pool.submit(client.post, "/v2/models/echo/infer", json=one_row(1))
         gate.wait_entered()
         late = client.post(
-            "/v2/models/echo/infer", json={**one_row(99), "parameters": parameters},
+            "/v2/models/echo/infer",
+            json={**one_row(99), "parameters": parameters},
             headers=headers,
         )  # answered while the gate is still closed: the model is busy the whole time
         assert_error(late, 504, "deadline passed", "the model did not run it")

@@ -50,10 +50,8 @@ class Gated(servekit.Model):
         if self.raise_on_negative and any(v < 0 for v in values):
             raise RuntimeError(f"cannot rank negative values {[v for v in values if v < 0]}")
         return [
-            ValueError(f"item {v} is negative")
-            if self.fail_item_on_negative and v < 0
-            else row * 2
-            for v, row in zip(values, batch)
+            ValueError(f"item {v} is negative") if self.fail_item_on_negative and v < 0 else row * 2
+            for v, row in zip(values, batch, strict=True)
         ]
 
 

@@ -39,6 +39,13 @@ def servekit_command() -> list[str]:
     return [found]
 
 
+def wait_for(predicate: Any, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.005)
+
+
 def row(value: float) -> dict[str, Any]:
     return {"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 1], "data": [value]}]}
 
@@ -113,23 +120,31 @@ def serving(
 def test_python_m_servekit_serves_a_file_target_and_sigterm_drains_queued_work(tmp_path):
     gate = tmp_path / "gate"
     gate.mkdir()
-    with serving(
-        [sys.executable, "-m", "servekit"], f"{MODELS_FILE}:Echo",
-        tmp_path=tmp_path, env={"SERVEKIT_TEST_GATE": str(gate)},
-    ) as served, ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(served.client.post, "/v2/models/echo/infer", json=row(42))
-        deadline = time.monotonic() + 10
-        while not (gate / "entered").exists():
-            assert time.monotonic() < deadline, "the request never reached the model"
-            time.sleep(0.005)
+    with (
+        serving(
+            [sys.executable, "-m", "servekit"],
+            f"{MODELS_FILE}:Echo",
+            "--max-batch-size",
+            "1",
+            tmp_path=tmp_path,
+            env={"SERVEKIT_TEST_GATE": str(gate)},
+        ) as served,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        running = pool.submit(served.client.post, "/v2/models/echo/infer", json=row(41))
+        wait_for(lambda: (gate / "entered").exists(), "the first request reaches the model")
+        queued = pool.submit(served.client.post, "/v2/models/echo/infer", json=row(42))
+        wait_for(
+            lambda: 'servekit_queued_items{model="echo"} 1.0' in served.client.get("/metrics").text,
+            "the second request is queued",
+        )
         served.proc.send_signal(signal.SIGTERM)
-        while served.listening():  # shutdown has begun: no new connections
-            assert time.monotonic() < deadline, "server kept listening after SIGTERM"
-            time.sleep(0.005)
+        wait_for(lambda: not served.listening(), "the server stops listening after SIGTERM")
         (gate / "open").touch()
-        response = pending.result(10)
-        assert response.status_code == 200, response.text
-        assert response.json()["outputs"][0]["data"] == [42.0]
+        for call, value in ((running, 41.0), (queued, 42.0)):
+            response = call.result(10)
+            assert response.status_code == 200, response.text
+            assert response.json()["outputs"][0]["data"] == [value]
         code = served.proc.wait(timeout=15)
         assert code == 0, f"exit code {code} after SIGTERM:\n{served.output()}"
 
@@ -148,9 +163,8 @@ def test_serve_several_targets_and_versions_in_one_server(tmp_path):
         servekit_command(), f"{MODELS_FILE}:Echo", f"{MODELS_FILE}:VERSIONS", tmp_path=tmp_path
     ) as served:
         client = served.client
-        assert client.post("/v2/models/echo/infer", json=row(3)).json()["outputs"][0]["data"] == [
-            3.0
-        ]
+        echoed = client.post("/v2/models/echo/infer", json=row(3)).json()
+        assert echoed["outputs"][0]["data"] == [3.0]
         assert client.get("/v2/models/negate").json()["versions"] == ["1", "2"]
         negated = client.post("/v2/models/negate/versions/1/infer", json=row(3)).json()
         assert negated["model_version"] == "1"
@@ -159,8 +173,15 @@ def test_serve_several_targets_and_versions_in_one_server(tmp_path):
 
 def test_cli_options_reach_the_batcher_and_the_auth_check(tmp_path):
     with serving(
-        servekit_command(), f"{MODELS_FILE}:Echo", "--max-batch-size", "2", "--token", "tok",
-        tmp_path=tmp_path, env={"SERVEKIT_TOKEN": ""}, ready_headers={"Authorization": "tok"},
+        servekit_command(),
+        f"{MODELS_FILE}:Echo",
+        "--max-batch-size",
+        "2",
+        "--token",
+        "tok",
+        tmp_path=tmp_path,
+        env={"SERVEKIT_TOKEN": ""},
+        ready_headers={"Authorization": "tok"},
     ) as served:
         client = served.client
         body = {"inputs": [{"name": "x", "datatype": "FP64", "shape": [5], "data": [1] * 5}]}
@@ -201,8 +222,12 @@ def test_iris_example_classifies_a_setosa_row(tmp_path):
     ) as served:
         body = {
             "inputs": [
-                {"name": "measurements", "datatype": "FP32", "shape": [2, 4],
-                 "data": [5.1, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3]},
+                {
+                    "name": "measurements",
+                    "datatype": "FP32",
+                    "shape": [2, 4],
+                    "data": [5.1, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3],
+                },
             ]
         }
         response = served.client.post("/v2/models/iris/infer", json=body)
@@ -210,4 +235,3 @@ def test_iris_example_classifies_a_setosa_row(tmp_path):
         outputs = {o["name"]: o for o in response.json()["outputs"]}
         assert outputs["label"]["data"] == ["setosa", "virginica"]
         assert outputs["probabilities"]["shape"] == [2, 3]
-        assert served.terminate() in (0, -signal.SIGTERM)  # exit code is covered above

@@ -11,7 +11,8 @@ import servekit
 
 def fp32(name: str, rows: list[list[float]]) -> dict[str, Any]:
     arr = np.asarray(rows, dtype=np.float32)
-    return {"name": name, "datatype": "FP32", "shape": list(arr.shape), "data": arr.ravel().tolist()}
+    data = arr.ravel().tolist()
+    return {"name": name, "datatype": "FP32", "shape": list(arr.shape), "data": data}
 
 
 class Doubler(servekit.Model):

@@ -63,9 +63,7 @@ class Shout(servekit.Model):
         return [np.array(item.upper(), dtype=object) for item in batch]
 
 
-def binary_request(
-    header: dict[str, Any], *chunks: bytes
-) -> tuple[bytes, dict[str, str]]:
+def binary_request(header: dict[str, Any], *chunks: bytes) -> tuple[bytes, dict[str, str]]:
     """A binary-extension body: JSON header then raw tensors, plus the length header."""
     head = orjson.dumps(header)
     headers = {
@@ -119,7 +117,8 @@ def test_array_output_without_metadata_gets_the_default_name(serve):
 def test_several_inputs_give_the_model_a_dict_per_row_and_dict_outputs(serve):
     model = SumDiff()
     live = serve([model])
-    body = {"inputs": [tensor("a", [[5, 6], [7, 8]], "INT64"), tensor("b", [[1, 1], [2, 3]], "INT64")]}
+    a, b = tensor("a", [[5, 6], [7, 8]], "INT64"), tensor("b", [[1, 1], [2, 3]], "INT64")
+    body = {"inputs": [a, b]}
     response = live.client().post("/v2/models/sumdiff/infer", json=body)
     assert response.status_code == 200, response.text
     assert [sorted(item) for item in model.items] == [["a", "b"], ["a", "b"]]
@@ -159,8 +158,12 @@ def test_binary_tensor_request_and_binary_response(serve):
     rows = np.array([[1.5, 2.5, 3.5], [4.0, 5.0, 6.0]], dtype="<f4")
     header = {
         "inputs": [
-            {"name": "x", "datatype": "FP32", "shape": [2, 3],
-             "parameters": {"binary_data_size": rows.nbytes}},
+            {
+                "name": "x",
+                "datatype": "FP32",
+                "shape": [2, 3],
+                "parameters": {"binary_data_size": rows.nbytes},
+            },
         ],
         "outputs": [{"name": "scaled", "parameters": {"binary_data": True}}],
     }
@@ -229,8 +232,12 @@ def test_bytes_tensors_round_trip_as_binary(serve):
     header = {
         "parameters": {"binary_data_output": True},
         "inputs": [
-            {"name": "s", "datatype": "BYTES", "shape": [3],
-             "parameters": {"binary_data_size": len(raw_in)}},
+            {
+                "name": "s",
+                "datatype": "BYTES",
+                "shape": [3],
+                "parameters": {"binary_data_size": len(raw_in)},
+            },
         ],
     }
     body, headers = binary_request(header, raw_in)

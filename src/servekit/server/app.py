@@ -32,6 +32,7 @@ from servekit.server.asgi import (
 )
 from servekit.server.metrics import render_metrics
 from servekit.server.runtime import ModelRegistry, ModelRuntime
+from servekit.server.tcp import TcpDoor
 
 log = logging.getLogger("servekit.server")
 
@@ -44,7 +45,8 @@ class App:
 
     ``token`` guards every route but liveness (``Authorization: Bearer <token>`` or the plain
     token); ``max_body_size`` bounds request bodies (413 beyond); ``drain_timeout`` is how
-    long shutdown waits for queued work. ``batching`` overrides every model's settings
+    long shutdown waits for queued work; ``tcp_port`` also opens the TCP frame door (0 picks
+    a free port, readable from ``app.tcp_port`` after startup). ``batching`` overrides every model's settings
     (e.g. ``max_batch_size=64``).
     """
 
@@ -55,6 +57,8 @@ class App:
         token: str | None = None,
         max_body_size: int = DEFAULT_MAX_BODY,
         drain_timeout: float = 30.0,
+        tcp_port: int | None = None,
+        tcp_host: str = "127.0.0.1",
         **batching: Any,
     ) -> None:
         self.registry = ModelRegistry()
@@ -67,6 +71,9 @@ class App:
         self.token = token or None
         self.max_body_size = max_body_size
         self.drain_timeout = drain_timeout
+        self.tcp_port = tcp_port
+        self.tcp_host = tcp_host
+        self.tcp: TcpDoor | None = None
         self.started = False
         self._load_tasks: list[asyncio.Task[None]] = []
 
@@ -80,6 +87,10 @@ class App:
         for runtime in self.registry:
             await runtime.start()
             self._load_tasks.append(loop.create_task(runtime.load()))
+        if self.tcp_port is not None:
+            self.tcp = TcpDoor(self.registry)
+            self.tcp_port = await self.tcp.start(self.tcp_host, self.tcp_port)
+            log.info("TCP door listening on %s:%d", self.tcp_host, self.tcp_port)
 
     async def wait_loaded(self) -> None:
         """Wait until every model finished loading (successfully or not)."""
@@ -87,6 +98,8 @@ class App:
 
     async def shutdown(self) -> None:
         """Refuse new work (503), let queued work finish, then stop."""
+        if self.tcp is not None:
+            await self.tcp.close()
         await asyncio.gather(*(rt.stop(self.drain_timeout) for rt in self.registry))
 
     @property
