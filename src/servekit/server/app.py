@@ -46,8 +46,8 @@ class App:
     ``token`` guards every route but liveness (``Authorization: Bearer <token>`` or the plain
     token); ``max_body_size`` bounds request bodies (413 beyond); ``drain_timeout`` is how
     long shutdown waits for queued work; ``tcp_port`` also opens the TCP frame door (0 picks
-    a free port, readable from ``app.tcp_port`` after startup). ``batching`` overrides every model's settings
-    (e.g. ``max_batch_size=64``).
+    a free port, readable from ``app.tcp_port`` after startup). ``batching`` overrides every
+    model's settings (e.g. ``max_batch_size=64``).
     """
 
     def __init__(

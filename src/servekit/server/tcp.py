@@ -11,6 +11,7 @@ answered when its result is ready, matched by ``request_number``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import struct
 from typing import Any
@@ -91,10 +92,8 @@ class TcpDoor:
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
             writer.close()
-            try:
+            with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
-            except ConnectionError:
-                pass
 
     async def _answer(self, body: bytes, writer: asyncio.StreamWriter) -> None:
         response = await self.handle(body)
