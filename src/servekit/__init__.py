@@ -15,12 +15,15 @@ from servekit.model import Model
 
 if TYPE_CHECKING:
     from servekit.client.message_client import HttpClient
+    from servekit.client.v2 import AsyncClient, Client
     from servekit.server.message_app import http_server
 
 # Names whose modules pull in the server or client stack: imported on first use.
 _LAZY = {
     "http_server": "servekit.server.message_app",
     "HttpClient": "servekit.client.message_client",
+    "Client": "servekit.client.v2",
+    "AsyncClient": "servekit.client.v2",
 }
 
 
@@ -35,4 +38,13 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__all__ = ["HttpClient", "HttpMessage", "Model", "RequestHandler", "__version__", "http_server"]
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "HttpClient",
+    "HttpMessage",
+    "Model",
+    "RequestHandler",
+    "__version__",
+    "http_server",
+]

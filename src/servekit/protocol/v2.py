@@ -299,3 +299,72 @@ def _tensor_metadata(tensor: TensorDescription) -> dict:
 def server_metadata(name: str, version: str, extensions: Iterable[str]) -> dict:
     """The v2 server metadata object."""
     return {"name": name, "version": version, "extensions": list(extensions)}
+
+
+# ---------------------------------------------------------------------- client side
+def encode_infer_request(
+    inputs: Mapping[str, np.ndarray],
+    *,
+    binary: bool = False,
+    outputs: Sequence[str] = (),
+    binary_output: bool = False,
+    request_id: str | None = None,
+    parameters: dict | None = None,
+) -> tuple[bytes, int | None]:
+    """Encode an infer request; returns (body, JSON header length if any input is binary)."""
+    doc: dict[str, Any] = {}
+    if request_id is not None:
+        doc["id"] = request_id
+    params = dict(parameters or {})
+    if binary_output:
+        params["binary_data_output"] = True
+    if params:
+        doc["parameters"] = params
+    specs: list[dict] = []
+    chunks: list[bytes] = []
+    for name, array in inputs.items():
+        spec, raw = encode_tensor(name, np.asarray(array), binary=binary, numpy_data=True)
+        specs.append(spec)
+        if raw is not None:
+            chunks.append(raw)
+    doc["inputs"] = specs
+    if outputs:
+        doc["outputs"] = [
+            {"name": name, "parameters": {"binary_data": binary_output}} for name in outputs
+        ]
+    header = orjson.dumps(doc, option=_JSON_OPTIONS)
+    if not chunks:
+        return header, None
+    return b"".join([header, *chunks]), len(header)
+
+
+@dataclass
+class InferResponse:
+    """A decoded infer response: outputs by name, in the server's order."""
+
+    model_name: str
+    model_version: str | None
+    id: str | None
+    outputs: dict[str, np.ndarray]
+    parameters: dict = field(default_factory=dict)
+
+
+def parse_infer_response(
+    body: bytes | bytearray | memoryview, json_length: int | None = None
+) -> InferResponse:
+    """Parse an infer response (JSON or binary extension); ``BadRequest`` if malformed."""
+    view = memoryview(body)
+    header_end = len(view) if json_length is None else json_length
+    if header_end > len(view):
+        raise BadRequest(f"JSON header length {header_end} exceeds the body ({len(view)} bytes)")
+    doc = _load_json(view[:header_end])
+    if not isinstance(doc, dict):
+        raise BadRequest(f"response body must be a JSON object, got {_json_kind(doc)}")
+    outputs = _inputs({"inputs": doc.get("outputs")}, view, header_end, json_length is not None)
+    return InferResponse(
+        model_name=str(doc.get("model_name", "")),
+        model_version=doc.get("model_version"),
+        id=doc.get("id"),
+        outputs=outputs,
+        parameters=_object(doc.get("parameters"), "response 'parameters'"),
+    )
