@@ -257,12 +257,26 @@ class DoorServer:
     def __enter__(self) -> DoorServer:
         self.thread.start()
         wait_until(lambda: self.server.started, 10, "uvicorn to start")
+        self.loop = self.server.servers[0].get_loop()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(15)
-        assert not self.thread.is_alive(), "uvicorn did not stop"
+        assert not self.thread.is_alive(), "uvicorn did not stop:\n" + self._stuck()
+
+    def _stuck(self) -> str:
+        """Where the server's tasks wait (diagnostics for a server that will not stop)."""
+        lines = []
+        for task in list(asyncio.all_tasks(self.loop)):
+            lines.append(repr(task))
+            coro: Any = task.get_coro()
+            while coro is not None and hasattr(coro, "cr_frame"):
+                frame = coro.cr_frame
+                if frame is not None:
+                    lines.append(f"    {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+                coro = coro.cr_await
+        return "\n".join(lines)
 
 
 @pytest.fixture

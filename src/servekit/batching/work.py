@@ -63,4 +63,9 @@ class Work:
             else:
                 future.set_exception(self.error)
         if self.callback is not None:
-            self.callback()
+            try:
+                self.callback()
+            except RuntimeError:
+                # A thread caller's lock released twice: the worker delivered results at the
+                # moment the loop failed the work (timeout/close race). The first one counts.
+                pass

@@ -181,6 +181,7 @@ class App:
             raise NotFound(f"no route for {method} {scope['path']}")
 
     async def _misc(self, scope: Scope, send: Send, what: str) -> None:
+        self._check_token(scope)
         if what == "metrics":
             body, content_type = render_metrics(self.registry)
             await send_bytes(send, 200, body, [(b"content-type", content_type)])
