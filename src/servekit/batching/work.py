@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -63,9 +64,7 @@ class Work:
             else:
                 future.set_exception(self.error)
         if self.callback is not None:
-            try:
+            # A thread caller's lock may be released twice when the worker delivers results at
+            # the moment the loop fails the work (timeout/close race): the first one counts.
+            with contextlib.suppress(RuntimeError):
                 self.callback()
-            except RuntimeError:
-                # A thread caller's lock released twice: the worker delivered results at the
-                # moment the loop failed the work (timeout/close race). The first one counts.
-                pass
