@@ -215,11 +215,13 @@ class Batcher:
                 wake_at: float | None = None
                 if self._queued and self._running < policy.instances:
                     if self._closing or self._queued >= policy.idle_batch_size:
-                        self._dispatch(now)
+                        if not self._dispatch(now):
+                            self._recount()
                         continue
                     due = self._oldest_enqueued() + policy.max_latency
                     if now >= due:
-                        self._dispatch(now)
+                        if not self._dispatch(now):
+                            self._recount()
                         continue
                     wake_at = due
                 elif self._closing and not self._queued and not self._running:
@@ -263,8 +265,11 @@ class Batcher:
 
     def _oldest_enqueued(self) -> float:
         q = self._queue
-        while q[0][0].done:
+        while q and q[0][0].done:
             q.popleft()
+        if not q:
+            self._recount()
+            return self.now()
         return q[0][0].enqueued_at
 
     def _next_deadline(self) -> float | None:
@@ -288,7 +293,16 @@ class Batcher:
             f"deadline passed while waiting in model '{self.name}' queue; the model did not run it"
         )
 
-    def _dispatch(self, now: float) -> None:
+    def _recount(self) -> None:
+        """Repair the queued-item count if it ever disagrees with the queue (never spin)."""
+        actual = sum(c[2] - c[1] for c in self._queue if not c[0].done)
+        if actual != self._queued:
+            log.error(
+                "batcher %s: queued count %d != %d; repaired", self.name, self._queued, actual
+            )
+            self._queued = actual
+
+    def _dispatch(self, now: float) -> bool:
         q = self._queue
         capacity = self.policy.max_batch_size
         items: list[Any] = []
@@ -326,7 +340,7 @@ class Batcher:
             capacity -= count
             wait += (now - work.enqueued_at) * count
         if not parts:
-            return
+            return False
         stats = self.stats
         stats.batches += 1
         stats.batch_sizes[len(items)] += 1
@@ -335,6 +349,7 @@ class Batcher:
         self._inflight[batch_id] = parts
         self._running += 1
         self._jobs.put((batch_id, items, parts))
+        return True
 
     def _worker(self) -> None:
         loop = self._loop

@@ -24,6 +24,11 @@ class ClientError(ServekitError):
         self.body = body
 
     @property
+    def retryable(self) -> bool:
+        """Whether trying again may help: connection errors and 5xx answers."""
+        return False
+
+    @property
     def code(self) -> int:
         """The status under the name the PAI-EAS SDK's ``PredictException`` uses."""
         return self.status
@@ -35,6 +40,10 @@ class ClientError(ServekitError):
 class HTTPStatusError(ClientError):
     """The server answered with a non-2xx status; ``message`` is what it said."""
 
+    @property
+    def retryable(self) -> bool:
+        return self.status >= 500
+
     @classmethod
     def from_response(cls, status: int, body: bytes, url: str) -> HTTPStatusError:
         return cls(f"{url}: {_server_message(body) or 'no message'}", status=status, body=body)
@@ -42,6 +51,10 @@ class HTTPStatusError(ClientError):
 
 class ConnectError(ClientError):
     status = 503
+
+    @property
+    def retryable(self) -> bool:
+        return True
 
 
 class RequestTimeout(ClientError):

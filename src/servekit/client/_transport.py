@@ -29,12 +29,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from servekit.client._errors import ClientError, ConnectError, HTTPStatusError, RequestTimeout
 
 __all__ = ["Response", "Retry", "Transport"]
 
+T = TypeVar("T")
 _SMALL_BODY = 64 * 1024  # below this, headers and body go out in one send
 _READ_SIZE = 256 * 1024
 _NO_BODY_STATUSES = frozenset({204, 304})
@@ -72,22 +74,26 @@ class Retry:
 
     def run(self, once: Callable[[], Response], url: str) -> Response:
         """Call ``once`` until it returns a 2xx response; raise the last error otherwise."""
-        last: ClientError | None = None
+
+        def checked() -> Response:
+            response = once()
+            if not 200 <= response.status < 300:
+                raise HTTPStatusError.from_response(response.status, response.body, url)
+            return response
+
+        return self.call(checked)
+
+    def call(self, once: Callable[[], T]) -> T:
+        """Call ``once``, again after a backoff while it raises a retryable ``ClientError``."""
         for attempt in range(max(1, self.attempts)):
             if attempt:
                 self.sleep(self.delay(attempt))
             try:
-                response = once()
-            except ConnectError as exc:
-                last = exc
-                continue
-            if 200 <= response.status < 300:
-                return response
-            last = HTTPStatusError.from_response(response.status, response.body, url)
-            if response.status < 500:
-                raise last
-        assert last is not None
-        raise last
+                return once()
+            except ClientError as exc:
+                if not exc.retryable or attempt == max(1, self.attempts) - 1:
+                    raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 class _StaleConnection(Exception):

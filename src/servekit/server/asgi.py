@@ -43,6 +43,8 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     if message["type"] == "http.disconnect":
         raise Cancelled("client disconnected while sending the request")
     body: bytes = message.get("body", b"")
+    if len(body) > limit:
+        raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit")
     if not message.get("more_body"):
         return body
     chunks = [body]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sys
 from typing import Any
 
 import uvicorn
@@ -26,6 +28,10 @@ def app_from_env() -> App:
     return build_app(spec["targets"], **spec["settings"])
 
 
+def _exit_cleanly(signum: int, frame: object) -> None:
+    sys.exit(0)
+
+
 def serve(
     targets: list[str],
     *,
@@ -36,6 +42,9 @@ def serve(
     **settings: Any,
 ) -> None:
     """Serve ``targets`` until interrupted; SIGTERM/SIGINT drain queued work first."""
+    # uvicorn re-raises the signal that stopped it once it has drained; a drained shutdown
+    # is a clean one, so exit 0 instead of dying by SIGTERM.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     common: dict[str, Any] = {
         "host": host,
         "port": port,
