@@ -153,9 +153,11 @@ def run_worker(
     batches0, items0 = counter.batches, counter.items
     recording.set()
     began = time.perf_counter()
+    cpu_began = time.process_time()
     time.sleep(duration)
     recording.clear()
     measured = time.perf_counter() - began
+    cpu = time.process_time() - cpu_began
     batches = counter.batches - batches0
     batch_items = counter.items - items0
     if spy is not None:
@@ -173,6 +175,7 @@ def run_worker(
         "p50_ms": 1e3 * percentile(latencies, 50),
         "p99_ms": 1e3 * percentile(latencies, 99),
         "mean_batch": batch_items / batches if batches else 0.0,
+        "cpu_us_per_item": 1e6 * cpu / len(latencies) if latencies else 0.0,
         "errors": sum(errors),
     }
 
@@ -240,13 +243,18 @@ def _compare(pythons: dict[str, Path], settings: dict[str, Any], rounds: int) ->
                 f"dynbatch idle={settings['idle_batch_size']} round {n + 1}/{rounds} {side}:"
                 f" {result['items_per_s']:,.0f} items/s p50 {result['p50_ms']:.3f} ms"
                 f" p99 {result['p99_ms']:.3f} ms batch {result['mean_batch']:.1f}"
+                f" cpu {result['cpu_us_per_item']:.1f} us/item"
             )
     summary = {
         side: {
             key: median([r[key] for r in runs[side]])
-            for key in ("items_per_s", "p50_ms", "p99_ms", "mean_batch")
+            for key in ("items_per_s", "p50_ms", "p99_ms", "mean_batch", "cpu_us_per_item")
         }
-        | {"errors": sum(r["errors"] for r in runs[side])}
+        | {
+            "errors": sum(r["errors"] for r in runs[side]),
+            "items_per_s_min": min(r["items_per_s"] for r in runs[side]),
+            "items_per_s_max": max(r["items_per_s"] for r in runs[side]),
+        }
         for side in SIDES
     }
     sk, pr = summary["servekit"], summary["pyraisdk"]
@@ -267,11 +275,11 @@ def _compare(pythons: dict[str, Path], settings: dict[str, Any], rounds: int) ->
 def main(quick: bool = False, profile: bool = False) -> dict[str, Any]:
     """Run the comparison for idle batch sizes 1 and 8; return results with a table."""
     pythons = {"servekit": Path(sys.executable), "pyraisdk": ensure_pyraisdk_venv()}
-    rounds = 1 if quick else 3
+    rounds = 1 if quick else 5
     base = {
         "threads": 20,
         "warmup_s": 0.5 if quick else 1.0,
-        "duration_s": 2.0 if quick else 4.0,
+        "duration_s": 2.0 if quick else 3.0,
         "max_batch_size": 32,
         "max_batch_interval_s": 0.002,
         "predict_one_timeout_s": 1.0,
@@ -286,9 +294,11 @@ def main(quick: bool = False, profile: bool = False) -> dict[str, Any]:
                 [
                     f"{side} (idle {idle})",
                     m["items_per_s"],
+                    f"{m['items_per_s_min'] / 1e3:,.0f}k-{m['items_per_s_max'] / 1e3:,.0f}k",
                     m["p50_ms"],
                     m["p99_ms"],
                     m["mean_batch"],
+                    m["cpu_us_per_item"],
                     m["errors"],
                 ]
             )
@@ -315,7 +325,16 @@ def main(quick: bool = False, profile: bool = False) -> dict[str, Any]:
             table(
                 f"DynamicBatchModel, no-op model, 20 threads x predict_one, max batch 32,"
                 f" interval 2 ms (median of {rounds} alternating round(s))",
-                ["side", "items/s", "p50 ms", "p99 ms", "mean batch", "errors"],
+                [
+                    "side",
+                    "items/s",
+                    "range over rounds",
+                    "p50 ms",
+                    "p99 ms",
+                    "mean batch",
+                    "cpu us/item",
+                    "errors",
+                ],
                 rows,
             )
         ],

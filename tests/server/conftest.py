@@ -11,17 +11,16 @@ Fixtures:
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
+import support.servers
 from servekit.server import App
 from servekit.server.runtime import ModelRuntime
 
@@ -56,55 +55,18 @@ def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -
         time.sleep(STEP)
 
 
-class LiveServer:
-    """One App served by uvicorn in a background thread with its own event loop."""
+class LiveServer(support.servers.LiveServer):
+    """A servekit App under uvicorn, with the HTTP helpers these tests use."""
 
     def __init__(self, app: App, **config: Any) -> None:
-        self.app = app
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self.port: int = self._sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        settings: dict[str, Any] = {
-            "host": "127.0.0.1",
-            "port": self.port,
-            "loop": "uvloop",
-            "http": "httptools",
-            "lifespan": "on",
-            "log_config": None,
-            "log_level": "warning",
-            "access_log": False,
-            "timeout_graceful_shutdown": 10,
-        }
-        settings.update(config)
-        self.config = uvicorn.Config(app, **settings)
-        self.server = uvicorn.Server(self.config)
-        self.loop: asyncio.AbstractEventLoop | None = None
+        super().__init__(app, **config)
         self._clients: list[httpx.Client] = []
-        self._thread = threading.Thread(target=self._run, name="uvicorn-test", daemon=True)
 
-    def _run(self) -> None:
-        with asyncio.Runner(loop_factory=self.config.get_loop_factory()) as runner:
-            runner.run(self._serve())
-
-    async def _serve(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        await self.server.serve(sockets=[self._sock])
-
-    def start(self, wait_ready: bool) -> None:
-        self._thread.start()
-        wait_until(
-            lambda: self.server.started or not self._thread.is_alive(), "uvicorn started", 10
-        )
-        assert self.server.started, "uvicorn failed to start (see the captured log)"
+    def start(self, wait_ready: bool = True) -> LiveServer:  # type: ignore[override]
+        super().start()
         if wait_ready:
             self.call(self.app.wait_loaded())
-
-    def call(self, coro: Awaitable[Any], timeout: float = 10.0) -> Any:
-        """Run a coroutine on the server's event loop and return its result."""
-        assert self.loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)  # type: ignore[arg-type]
+        return self
 
     def runtime(self, name: str, version: str | None = None) -> ModelRuntime:
         return self.app.registry.get(name, version)
@@ -136,14 +98,11 @@ class LiveServer:
         except OSError:
             return False
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
         for client in self._clients:
             client.close()
         self._clients.clear()
-        self.server.should_exit = True
-        self._thread.join(timeout)
-        assert not self._thread.is_alive(), "uvicorn did not stop in time"
-        self._sock.close()
+        super().stop(timeout)
 
 
 @pytest.fixture
