@@ -29,9 +29,13 @@ class FrameServer:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.server: asyncio.Server | None = None
         self.port = 0
+        self.handlers: set[asyncio.Task[None]] = set()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self.handlers.add(task)
         decoder = FrameDecoder(max_size=64 * 1024)
         try:
             while chunk := await reader.read(65536):
@@ -40,8 +44,11 @@ class FrameServer:
                     await writer.drain()
                     if self.close_after_answer or (isinstance(item, FrameError) and item.fatal):
                         return
+        except (ConnectionError, asyncio.CancelledError):
+            pass
         finally:
             writer.close()
+            self.handlers.discard(task)
 
     async def _answer(self, item: Any) -> dict[str, Any]:
         if isinstance(item, FrameError):
@@ -74,6 +81,9 @@ class FrameServer:
         async def stop() -> None:
             assert self.server is not None
             self.server.close()
+            for task in list(self.handlers):
+                task.cancel()
+            await asyncio.gather(*self.handlers, return_exceptions=True)
             await self.server.wait_closed()
 
         asyncio.run_coroutine_threadsafe(stop(), self.loop).result(timeout=10)

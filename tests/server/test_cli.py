@@ -235,3 +235,41 @@ def test_iris_example_classifies_a_setosa_row(tmp_path):
         outputs = {o["name"]: o for o in response.json()["outputs"]}
         assert outputs["label"]["data"] == ["setosa", "virginica"]
         assert outputs["probabilities"]["shape"] == [2, 3]
+
+
+def test_workers_run_several_server_processes_on_one_port(tmp_path):
+    with serving(
+        [sys.executable, "-m", "servekit"],
+        f"{MODELS_FILE}:Echo",
+        "--workers",
+        "2",
+        tmp_path=tmp_path,
+    ) as served:
+        pids: set[int] = set()
+        deadline = time.monotonic() + 20
+        while len(pids) < 2 and time.monotonic() < deadline:
+            with httpx.Client(base_url=served.url, timeout=5.0) as fresh:  # a new connection
+                pids.add(fresh.get("/").json()["pid"])
+                assert fresh.post("/v2/models/echo/infer", json=row(3.0)).status_code == 200
+        assert len(pids) == 2, f"only saw worker pids {pids}"
+        assert served.terminate() == 0
+
+
+def test_tcp_port_option_opens_the_frame_door(tmp_path):
+    import orjson
+
+    tcp_port = free_port()
+    with serving(
+        [sys.executable, "-m", "servekit"],
+        f"{MODELS_FILE}:Echo",
+        "--tcp-port",
+        str(tcp_port),
+        tmp_path=tmp_path,
+    ) as served:
+        body = orjson.dumps({"req_type": 0, "request_number": 1})
+        with socket.create_connection(("127.0.0.1", tcp_port), timeout=10) as sock:
+            sock.sendall(len(body).to_bytes(4, "big") + body)
+            length = int.from_bytes(sock.recv(4), "big")
+            reply = orjson.loads(sock.recv(length))
+        assert reply["message"] == "service online"
+        assert served.terminate() == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -192,6 +193,7 @@ class App:
             {
                 "name": "servekit",
                 "version": __version__,
+                "pid": os.getpid(),
                 "models": {rt.model.full_name: rt.state for rt in self.registry},
             },
         )
