@@ -8,6 +8,7 @@ Routes (``POST /api/predict/<service>``; the service name picks the behaviour):
 - ``bad-<tag>``: always 400 with a JSON error. ``down-<tag>``: always 503.
 - ``slow-<ms>-<tag>``: waits ``ms`` milliseconds, then the body back.
 - ``chunks``: the body back in three chunks, so with chunked transfer encoding.
+- ``query``: the request's query string back.
 - ``GET /api/v1/servicediscovery/upstreams/echo``: this server as the only instance.
 
 With a token, every predict request must pass ``check_authorization`` (body included).
@@ -58,6 +59,8 @@ class EasApp:
         self.calls[path] += 1
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         try:
+            if path.endswith("/query"):
+                body = scope["query_string"]
             status, out = await self._route(scope["method"], path, headers, body)
         except ServekitError as exc:
             status, out = exc.status, orjson.dumps({"error": exc.message})

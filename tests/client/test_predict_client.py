@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -180,6 +184,11 @@ def test_custom_url_sends_the_plain_token(token_server) -> None:
         assert client.predict(StringRequest(b"plain")).response_data == b"plain"
 
 
+def test_custom_url_keeps_its_query_string(eas_server) -> None:
+    with PredictClient(custom_url=f"{eas_server.url}/api/predict/query?a=1&b=x") as client:
+        assert client.predict(StringRequest(b"")).response_data == b"a=1&b=x"
+
+
 @pytest.mark.parametrize("token", ["", "wrong"])
 def test_missing_or_wrong_token_is_a_401_without_retry(token_server, token: str) -> None:
     sleeps: list[float] = []
@@ -260,3 +269,51 @@ class socket_closed_port:
 
     def __exit__(self, *exc_info: object) -> None:
         self.sock.close()
+
+
+SDK_SCRIPT = Path(__file__).parent.parent / "protocol" / "eas_sdk_script.py"
+
+
+@pytest.mark.parametrize("with_token", [False, True])
+def test_published_sdk_client_is_answered_by_the_eas_functions(
+    eas_sdk_python: str, eas_server, token_server, with_token: bool
+) -> None:
+    server, token = (token_server, "s3cret") if with_token else (eas_server, "")
+    result = subprocess.run(
+        [eas_sdk_python, str(SDK_SCRIPT), "client", server.url, token],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    answers = json.loads(result.stdout)
+    assert answers["echo"] == "héllo sdk"
+    assert answers["tf"] == [3.0, 4.0]
+    assert answers["tf_shape"] == [2]
+    assert answers["torch"] == [[2, 3, 4], [10, 20, 30]]
+
+
+def test_request_dtype_constants_are_the_proto_enum_numbers() -> None:
+    from servekit.protocol.eas_pb import tf_predict_pb2, torch_predict_pb2
+
+    for cls, enum in (
+        (TFRequest, tf_predict_pb2.ArrayDataType),
+        (TorchRequest, torch_predict_pb2.ArrayDataType),
+    ):
+        names = [n for n in dir(cls) if n.startswith("DT_")]
+        assert len(names) >= 7
+        for name in names:
+            assert getattr(cls, name) == enum.Value(name), name
+
+
+def test_string_requests_need_no_protobuf_installed(eas_server) -> None:
+    code = (
+        "import sys; sys.modules['google.protobuf'] = None\n"
+        "from servekit.client import PredictClient, StringRequest\n"
+        f"c = PredictClient({eas_server.url!r}, 'echo')\n"
+        "print(c.predict(StringRequest(b'no protobuf')).response_data.decode())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "no protobuf"

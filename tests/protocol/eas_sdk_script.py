@@ -7,6 +7,9 @@ environment (``SERVEKIT_EAS_PYTHON``) and exchange JSON over stdin/stdout:
   ``TFRequest``/``TorchRequest``. Its output is saved as ``data/eas_sdk_requests.json``.
 - ``python eas_sdk_script.py signed`` prints the headers ``PredictClient`` signs a request
   with (token ``secret-token``, service ``echo``); saved as ``data/eas_sdk_signed.json``.
+- ``python eas_sdk_script.py client <endpoint> <token>`` sends a ``StringRequest`` to
+  service ``echo``, a ``TFRequest`` to ``tf`` and a ``TorchRequest`` to ``torch`` with the
+  SDK's ``PredictClient`` and prints what came back.
 - ``python eas_sdk_script.py responses`` reads ``{case: {"kind": "tf"|"torch", "body": b64,
   "keys": [...]}}`` and prints, for each key, the shape and values the SDK's
   ``TFResponse``/``TorchResponse`` read from the body (bytes as latin-1 strings).
@@ -69,6 +72,32 @@ def build_signed() -> dict[str, object]:
     }
 
 
+def run_client(endpoint: str, token: str) -> dict[str, object]:
+    from eas_prediction import PredictClient, StringRequest, TFRequest, TorchRequest
+
+    def client(service: str) -> PredictClient:
+        c = PredictClient(endpoint, service)
+        c.set_token(token)
+        c.set_retry_count(1)
+        c.init()
+        return c
+
+    echo = client("echo").predict(StringRequest("héllo sdk")).response_data
+    tf = TFRequest("serving_default")
+    tf.add_feed("x", [2], TFRequest.DT_FLOAT, [1.5, 2.0])
+    tf.add_fetch("doubled")
+    tf_response = client("tf").predict(tf)
+    torch = TorchRequest()
+    torch.add_feed(0, [3], TorchRequest.DT_INT64, [1, 2, 3])
+    torch_response = client("torch").predict(torch)
+    return {
+        "echo": echo.decode("utf-8"),
+        "tf": list(tf_response.get_values("doubled")),
+        "tf_shape": tf_response.get_tensor_shape("doubled"),
+        "torch": [list(torch_response.get_values(i)) for i in range(2)],
+    }
+
+
 def parse_responses(cases: dict[str, dict]) -> dict[str, dict]:
     from eas_prediction import TFResponse, TorchResponse
 
@@ -95,7 +124,9 @@ if __name__ == "__main__":
         json.dump(build_requests(), sys.stdout, indent=1, sort_keys=True)
     elif sys.argv[1:] == ["signed"]:
         json.dump(build_signed(), sys.stdout, indent=1, sort_keys=True)
+    elif sys.argv[1:2] == ["client"] and len(sys.argv) == 4:
+        json.dump(run_client(sys.argv[2], sys.argv[3]), sys.stdout)
     elif sys.argv[1:] == ["responses"]:
         json.dump(parse_responses(json.load(sys.stdin)), sys.stdout)
     else:
-        sys.exit("usage: eas_sdk_script.py requests|signed|responses")
+        sys.exit("usage: eas_sdk_script.py requests|signed|client URL TOKEN|responses")

@@ -2,9 +2,8 @@
 
 ``data/eas_sdk_requests.json`` and ``data/eas_sdk_signed.json`` were written by
 ``eas_sdk_script.py`` running the published ``eas-prediction==0.36``. Its ``protobuf<=3.20.3``
-pin clashes with servekit's, so the tests that run the SDK live need an interpreter that has
-it, named by ``SERVEKIT_EAS_PYTHON`` (for example a venv made with
-``python -m venv v && v/bin/pip install eas-prediction==0.36``); without it they skip.
+pin clashes with servekit's, so the tests that run the SDK live use the ``eas_sdk_python``
+fixture: an interpreter in its own virtual environment (see tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -36,12 +34,11 @@ SDK_REQUESTS = {
     for name, body in json.loads((HERE / "data" / "eas_sdk_requests.json").read_text()).items()
 }
 SDK_SIGNED = json.loads((HERE / "data" / "eas_sdk_signed.json").read_text())
-SDK_PYTHON = os.environ.get("SERVEKIT_EAS_PYTHON", "")
 
 
-def _run_sdk(mode: str, stdin: str = "") -> str:
+def _run_sdk(python: str, mode: str, stdin: str = "") -> str:
     result = subprocess.run(
-        [SDK_PYTHON, str(HERE / "eas_sdk_script.py"), mode],
+        [python, str(HERE / "eas_sdk_script.py"), mode],
         input=stdin,
         capture_output=True,
         text=True,
@@ -49,11 +46,6 @@ def _run_sdk(mode: str, stdin: str = "") -> str:
         check=True,
     )
     return result.stdout
-
-
-needs_sdk = pytest.mark.skipif(
-    not SDK_PYTHON, reason="SERVEKIT_EAS_PYTHON names no interpreter with eas-prediction"
-)
 
 
 # TensorFlow requests
@@ -233,14 +225,13 @@ def test_torch_response_with_an_out_of_range_filter_is_a_bad_request() -> None:
 # The published SDK, live
 
 
-@needs_sdk
-def test_sdk_still_builds_the_recorded_request_bytes() -> None:
-    live = {k: base64.b64decode(v) for k, v in json.loads(_run_sdk("requests")).items()}
+def test_sdk_still_builds_the_recorded_request_bytes(eas_sdk_python: str) -> None:
+    built = _run_sdk(eas_sdk_python, "requests")
+    live = {k: base64.b64decode(v) for k, v in json.loads(built).items()}
     assert live == SDK_REQUESTS
 
 
-@needs_sdk
-def test_sdk_response_classes_read_servekit_responses() -> None:
+def test_sdk_response_classes_read_servekit_responses(eas_sdk_python: str) -> None:
     tf_body = encode_tf_response(
         {
             "scores": np.array([[0.25, 0.75]], dtype=np.float32),
@@ -258,7 +249,7 @@ def test_sdk_response_classes_read_servekit_responses() -> None:
         },
         "torch": {"kind": "torch", "body": base64.b64encode(torch_body).decode(), "keys": [0, 1]},
     }
-    parsed = json.loads(_run_sdk("responses", json.dumps(cases)))
+    parsed = json.loads(_run_sdk(eas_sdk_python, "responses", json.dumps(cases)))
     assert parsed["tf"]["scores"] == {"shape": [1, 2], "values": [0.25, 0.75]}
     assert parsed["tf"]["ids"] == {"shape": [2], "values": [3, 2**40]}
     assert parsed["tf"]["names"]["values"] == ["a", "é".encode().decode("latin-1")]

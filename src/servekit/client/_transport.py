@@ -156,6 +156,7 @@ class Transport:
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.prefix = parts.path.rstrip("/")
+        self.query = parts.query  # a base URL's query goes with every request
         self._host_header = parts.netloc.rpartition("@")[2]
         self._ssl = None
         if parts.scheme == "https":
@@ -220,6 +221,8 @@ class Transport:
         merged = {**self.headers, **(extra or {})}
         if self.token and not any(k.lower() == "authorization" for k in merged):
             merged["Authorization"] = f"Bearer {self.token}"
+        if self.query:
+            target += ("&" if "?" in target else "?") + self.query
         lines = [f"{method} {target or '/'} HTTP/1.1", f"Host: {self._host_header}"]
         if not any(k.lower() == "content-length" for k in merged):
             lines.append(f"Content-Length: {length}")

@@ -40,9 +40,6 @@ import orjson
 
 from servekit.client._errors import ClientError
 from servekit.client._transport import Response, Retry, Transport
-from servekit.protocol.eas import array_from_proto, values_field
-from servekit.protocol.eas_pb import tf_predict_pb2 as tf_pb
-from servekit.protocol.eas_pb import torch_predict_pb2 as torch_pb
 
 __all__ = [
     "ENDPOINT_TYPE_DEFAULT",
@@ -66,6 +63,30 @@ PredictException = ClientError
 """The SDK's exception name; ``.code`` is the HTTP status and ``.message`` the server's text."""
 
 _log = logging.getLogger("servekit.client.eas")
+
+# EAS ArrayDataType numbers: wire constants of the .proto files (protobuf loads lazily, so
+# string-only users of this module need not install it).
+DT_FLOAT, DT_DOUBLE, DT_INT32, DT_UINT8, DT_INT16, DT_INT8, DT_STRING = 1, 2, 3, 4, 5, 6, 7
+DT_INT64, DT_BOOL, DT_QINT8, DT_QUINT8, DT_QINT32 = 9, 10, 11, 12, 13
+DT_QINT16, DT_QUINT16, DT_UINT16 = 15, 16, 17
+
+
+def _eas() -> Any:
+    from servekit.protocol import eas
+
+    return eas
+
+
+def _tf_pb() -> Any:
+    from servekit.protocol.eas_pb import tf_predict_pb2
+
+    return tf_predict_pb2
+
+
+def _torch_pb() -> Any:
+    from servekit.protocol.eas_pb import torch_predict_pb2
+
+    return torch_predict_pb2
 
 
 # requests and responses
@@ -107,14 +128,14 @@ class StringResponse:
 class _ArrayRequest:
     """What TF and PyTorch requests share: feeds written into ``ArrayProto`` messages."""
 
-    DT_FLOAT = tf_pb.DT_FLOAT
-    DT_DOUBLE = tf_pb.DT_DOUBLE
-    DT_INT8 = tf_pb.DT_INT8
-    DT_INT16 = tf_pb.DT_INT16
-    DT_INT32 = tf_pb.DT_INT32
-    DT_INT64 = tf_pb.DT_INT64
-    DT_UINT8 = tf_pb.DT_UINT8
-    DT_STRING = tf_pb.DT_STRING
+    DT_FLOAT = DT_FLOAT
+    DT_DOUBLE = DT_DOUBLE
+    DT_INT8 = DT_INT8
+    DT_INT16 = DT_INT16
+    DT_INT32 = DT_INT32
+    DT_INT64 = DT_INT64
+    DT_UINT8 = DT_UINT8
+    DT_STRING = DT_STRING
 
     request_data: Any
 
@@ -125,9 +146,9 @@ class _ArrayRequest:
         values = (
             np.asarray(content).ravel().tolist() if isinstance(content, np.ndarray) else content
         )
-        if data_type == tf_pb.DT_STRING:
+        if data_type == DT_STRING:
             values = [v.encode("utf-8") if isinstance(v, str) else v for v in values]
-        getattr(proto, values_field(data_type)).extend(values)
+        getattr(proto, _eas().values_field(data_type)).extend(values)
 
     def to_string(self) -> bytes:
         """The serialized protobuf body."""
@@ -140,16 +161,16 @@ class _ArrayRequest:
 class TFRequest(_ArrayRequest):
     """A TensorFlow ``PredictRequest``: named feeds, names to fetch, a signature name."""
 
-    DT_UINT16 = tf_pb.DT_UINT16
-    DT_QINT8 = tf_pb.DT_QINT8
-    DT_QUINT8 = tf_pb.DT_QUINT8
-    DT_QINT16 = tf_pb.DT_QINT16
-    DT_QUINT16 = tf_pb.DT_QUINT16
-    DT_QINT32 = tf_pb.DT_QINT32
-    DT_BOOL = tf_pb.DT_BOOL
+    DT_UINT16 = DT_UINT16
+    DT_QINT8 = DT_QINT8
+    DT_QUINT8 = DT_QUINT8
+    DT_QINT16 = DT_QINT16
+    DT_QUINT16 = DT_QUINT16
+    DT_QINT32 = DT_QINT32
+    DT_BOOL = DT_BOOL
 
     def __init__(self, signature_name: str | None = None) -> None:
-        self.request_data = tf_pb.PredictRequest(signature_name=signature_name or "")
+        self.request_data = _tf_pb().PredictRequest(signature_name=signature_name or "")
         self.signature_name = signature_name
 
     def set_signature_name(self, signature_name: str) -> None:
@@ -180,7 +201,7 @@ class TorchRequest(_ArrayRequest):
     """
 
     def __init__(self, flag: bool = False) -> None:
-        self.request_data = torch_pb.PredictRequest()
+        self.request_data = _torch_pb().PredictRequest()
         self.flag = flag
 
     def set_debug_level(self, dbg_lvl: int = 0) -> None:
@@ -231,11 +252,11 @@ class _ArrayResponse:
     def get_values(self, key: Any) -> Sequence[Any]:
         """The values of an output, flattened row-major, as the protobuf holds them."""
         proto = self._output(key)
-        return getattr(proto, values_field(proto.dtype))
+        return getattr(proto, _eas().values_field(proto.dtype))
 
     def get_array(self, key: Any) -> np.ndarray:
         """An output as a numpy array of its shape and dtype (servekit extra)."""
-        return array_from_proto(self._output(key), f"output {key!r}")
+        return _eas().array_from_proto(self._output(key), f"output {key!r}")
 
     def __str__(self) -> str:
         return str(self.response)
@@ -247,7 +268,7 @@ class TFResponse(_ArrayResponse):
     """A TF ``PredictResponse``; outputs by name."""
 
     def __init__(self, response_data: bytes) -> None:
-        self.response = tf_pb.PredictResponse.FromString(response_data)
+        self.response = _tf_pb().PredictResponse.FromString(response_data)
 
     def _output(self, key: str) -> Any:
         if key not in self.response.outputs:
@@ -259,7 +280,7 @@ class TorchResponse(_ArrayResponse):
     """A PyTorch ``PredictResponse``; outputs by index."""
 
     def __init__(self, response_data: bytes) -> None:
-        self.response = torch_pb.PredictResponse.FromString(response_data)
+        self.response = _torch_pb().PredictResponse.FromString(response_data)
 
     def _output(self, key: int) -> Any:
         return self.response.outputs[key]
@@ -281,10 +302,9 @@ class PredictClient:
         self.token = ""
         self.content_type = ""
         self.headers: dict[str, str] = {}
-        self.retry_count = 5
         self.max_connection_count = 100
         self.timeout = 5000
-        self.retry = Retry(attempts=5)
+        self.retry = Retry(attempts=5)  # replaceable, e.g. to change the backoff
         self._router: _Router | None = None
         self._lock = threading.Lock()
 
@@ -316,9 +336,14 @@ class PredictClient:
             raise TypeError("headers must be a mapping")
         self.headers.update(headers)
 
+    @property
+    def retry_count(self) -> int:
+        """How many times a request is tried in all."""
+        return self.retry.attempts
+
     def set_retry_count(self, count: int) -> None:
         """How many times a request is tried in all (default 5)."""
-        self.retry_count = count
+        self.retry = dataclasses.replace(self.retry, attempts=count)
 
     def set_max_connection_count(self, count: int) -> None:
         """How many idle connections each backend keeps (default 100; read by ``init``)."""
@@ -363,7 +388,7 @@ class PredictClient:
         if isinstance(body, str):
             body = body.encode("utf-8")
         headers = self._headers(body)
-        retry = dataclasses.replace(self.retry, attempts=self.retry_count)
+        retry = self.retry
         seconds = self.timeout / 1000.0
         path = router.path
 

@@ -13,36 +13,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import struct
 from typing import Any
 
-import orjson
-
 from servekit.errors import BadRequest, ServekitError
+from servekit.protocol.tcp_frames import (
+    DEFAULT_MAX_FRAME_SIZE,
+    FLAG_FAILURE,
+    FLAG_SUCCESS,
+    FrameDecoder,
+    FrameError,
+    ReqType,
+    encode_frame,
+)
 from servekit.server.runtime import ModelRegistry
 
 log = logging.getLogger("servekit.tcp")
 
-HEARTBEAT, TRAIN, PREDICT, INFERENCE = 0, 1, 2, 3
-OK, ERROR = 1, 2
-DEFAULT_MAX_FRAME = 16 * 1024 * 1024
-_HEADER = struct.Struct("!I")
-
-
-def encode_frame(document: Any) -> bytes:
-    """One frame: length prefix plus the JSON body."""
-    body = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
-    return _HEADER.pack(len(body)) + body
+_READ_SIZE = 256 * 1024
 
 
 class TcpDoor:
     """Serves a model registry over TCP frames; ``await door.start(host, port)``."""
 
-    def __init__(self, registry: ModelRegistry, *, max_frame_size: int = DEFAULT_MAX_FRAME):
+    def __init__(self, registry: ModelRegistry, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE):
         self.registry = registry
         self.max_frame_size = max_frame_size
         self.server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Listen; returns the bound port."""
@@ -60,32 +56,24 @@ class TcpDoor:
     async def _serve_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        decoder = FrameDecoder(self.max_frame_size)
         pending: set[asyncio.Task[None]] = set()
+        loop = asyncio.get_running_loop()
         try:
-            while True:
-                try:
-                    header = await reader.readexactly(4)
-                except asyncio.IncompleteReadError:
-                    break  # clean close, or a half-sent header: nothing to answer
-                (length,) = _HEADER.unpack(header)
-                if length > self.max_frame_size:
-                    writer.write(
-                        encode_frame(
-                            {
-                                "flag": ERROR,
-                                "message": f"frame of {length} bytes exceeds the"
-                                f" {self.max_frame_size}-byte limit; closing",
-                            }
+            while data := await reader.read(_READ_SIZE):
+                fatal = False
+                for message in decoder.feed(data):
+                    if isinstance(message, FrameError):
+                        writer.write(
+                            encode_frame({"flag": FLAG_FAILURE, "message": message.message})
                         )
-                    )
-                    break
-                try:
-                    body = await reader.readexactly(length)
-                except asyncio.IncompleteReadError:
-                    break  # the peer closed mid-frame
-                task = asyncio.get_running_loop().create_task(self._answer(body, writer))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
+                        fatal = fatal or message.fatal
+                        continue
+                    task = loop.create_task(self._answer(message, writer))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+                if fatal:
+                    break  # the stream cannot be resynchronised: answer, then close
         except ConnectionError:
             pass
         finally:
@@ -95,8 +83,8 @@ class TcpDoor:
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    async def _answer(self, body: bytes, writer: asyncio.StreamWriter) -> None:
-        response = await self.handle(body)
+    async def _answer(self, request: Any, writer: asyncio.StreamWriter) -> None:
+        response = await self.handle(request)
         if not writer.is_closing():
             try:
                 writer.write(encode_frame(response))
@@ -104,34 +92,30 @@ class TcpDoor:
                 writer.write(
                     encode_frame(
                         {
-                            "flag": ERROR,
+                            "flag": FLAG_FAILURE,
                             "message": f"result is not JSON-serialisable: {exc}",
                             "request_number": response.get("request_number"),
                         }
                     )
                 )
 
-    async def handle(self, body: bytes) -> dict[str, Any]:
-        """Answer one request frame body (never raises)."""
-        try:
-            request = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            return {"flag": ERROR, "message": f"param error: frame is not valid JSON: {exc}"}
+    async def handle(self, request: Any) -> dict[str, Any]:
+        """Answer one decoded request (never raises)."""
         if not isinstance(request, dict):
-            return {"flag": ERROR, "message": "param error: request is not a JSON object"}
+            return {"flag": FLAG_FAILURE, "message": "param error: request is not a JSON object"}
         number = request.get("request_number")
         req_type = request.get("req_type")
-        if req_type == HEARTBEAT:
-            return {"flag": OK, "message": "service online", "request_number": number}
-        if req_type != INFERENCE:
+        if req_type == ReqType.HEARTBEAT:
+            return {"flag": FLAG_SUCCESS, "message": "service online", "request_number": number}
+        if req_type != ReqType.INFERENCE:
             return {
-                "flag": ERROR,
+                "flag": FLAG_FAILURE,
                 "message": f"req_type {req_type!r} is not served here (0 heartbeat, 3 inference)",
                 "request_number": number,
             }
         if "data" not in request:
             return {
-                "flag": ERROR,
+                "flag": FLAG_FAILURE,
                 "message": "param error: missing 'data'",
                 "request_number": number,
             }
@@ -141,20 +125,20 @@ class TcpDoor:
             (result,) = await runtime.batcher.run([request["data"]])
         except ServekitError as exc:
             return {
-                "flag": ERROR,
+                "flag": FLAG_FAILURE,
                 "message": exc.message,
                 "request_number": number,
                 "code": exc.status,
             }
         except Exception as exc:  # the model's failure is this request's answer
             return {
-                "flag": ERROR,
+                "flag": FLAG_FAILURE,
                 "message": f"{type(exc).__name__}: {exc}",
                 "request_number": number,
                 "code": 500,
             }
         return {
-            "flag": OK,
+            "flag": FLAG_SUCCESS,
             "message": "model inference success",
             "request_number": number,
             "data": result,
