@@ -143,3 +143,17 @@ def test_half_frame_then_close_does_not_harm_the_server(
     with connect(port) as sock:
         send_frame(sock, {"req_type": 3, "request_number": 1, "data": "after"})
         assert recv_frame(sock)["data"] == {"echo": "after"}
+
+
+def test_tcp_client_pipelines_against_the_real_door(door: tuple[int, Echo, LiveServer]) -> None:
+    from servekit.client.tcp import TcpClient
+
+    port, model, _ = door
+    model.gate.clear()
+    with TcpClient("127.0.0.1", port, timeout=10) as client:
+        assert client.heartbeat()["message"] == "service online"
+        messages = [{"req_type": 3, "request_number": i, "data": i} for i in range(6)]
+        threading.Timer(0.2, model.gate.set).start()
+        answers = client.pipeline(messages)
+        assert [a["data"] for a in answers] == [{"echo": i} for i in range(6)]
+        assert client.infer("single") == {"echo": "single"}

@@ -92,13 +92,23 @@ class TcpClient:
             return self.receive()
 
     def pipeline(self, messages: Iterable[Any]) -> list[Any]:
-        """Send every message, then read as many answers, in order."""
+        """Send every message, then read as many answers, returned in the messages' order.
+
+        The server answers each request when it is done, so answers may arrive out of order;
+        they are matched back by ``request_number`` when every message carries a distinct one.
+        """
         with self._lock:
-            count = 0
-            for message in messages:
+            sent = list(messages)
+            for message in sent:
                 self.send(message)
-                count += 1
-            return [self.receive() for _ in range(count)]
+            answers = [self.receive() for _ in sent]
+        numbers = [m.get("request_number") if isinstance(m, dict) else None for m in sent]
+        if None in numbers or len(set(numbers)) != len(numbers):
+            return answers
+        by_number = {a.get("request_number"): a for a in answers if isinstance(a, dict)}
+        if set(by_number) != set(numbers):
+            return answers
+        return [by_number[n] for n in numbers]
 
     def send(self, message: Any) -> None:
         """Send one frame (connecting first if needed)."""
