@@ -23,6 +23,28 @@ def have_py_spy() -> bool:
     return shutil.which("py-spy") is not None
 
 
+def record_command(out: Path | str, pid: int, seconds: float, rate: int = 500) -> list[str]:
+    """``py-spy record``: GIL-holding samples of ``pid`` for ``seconds``, raw stacks to ``out``."""
+    spy = shutil.which("py-spy")
+    if spy is None:
+        raise RuntimeError("py-spy is not installed: `pip install py-spy` (needed for --profile)")
+    return [
+        spy,
+        "record",
+        "--gil",
+        "-f",
+        "raw",
+        "-r",
+        str(rate),
+        "-o",
+        str(out),
+        "-p",
+        str(pid),
+        "-d",
+        str(max(1, round(seconds))),
+    ]
+
+
 def _short(frame: str, with_line: bool) -> str:
     match = _FRAME.match(frame.strip())
     if not match:

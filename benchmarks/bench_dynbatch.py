@@ -130,22 +130,10 @@ def run_worker(
     time.sleep(warmup)
     spy = None
     if profile_to:
+        from _profile import record_command
+
         spy = subprocess.Popen(
-            [
-                "py-spy",
-                "record",
-                "--gil",
-                "-f",
-                "raw",
-                "-r",
-                "500",
-                "-o",
-                profile_to,
-                "-p",
-                str(os.getpid()),
-                "-d",
-                str(max(1, round(duration))),
-            ],
+            record_command(profile_to, os.getpid(), duration),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -347,11 +335,12 @@ def main(quick: bool = False, profile: bool = False) -> dict[str, Any]:
 
 def _profile(python: Path, settings: dict[str, Any]) -> dict[str, Any]:
     """py-spy (GIL holders only) over one servekit run; hot spots in servekit's code."""
-    from _profile import PROFILE_DIR, summarize
+    from _profile import PROFILE_DIR, record_command, summarize
 
+    record_command(PROFILE_DIR, 0, 0)  # fails early, with the fix, if py-spy is missing
     PROFILE_DIR.mkdir(parents=True, exist_ok=True)
     raw = PROFILE_DIR / "dynbatch-servekit.txt"
-    _run_side("servekit", python, settings, profile_to=raw)
+    _run_side("servekit", python, settings | {"duration_s": 5.0}, profile_to=raw)
     return summarize(raw)
 
 

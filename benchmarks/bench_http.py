@@ -491,28 +491,12 @@ def _report(
 
 def _profile(base: str, pid: int, seconds: float) -> dict[str, Any]:
     """py-spy (GIL holders) on the servekit server while wrk drives it at c=64."""
-    from _profile import PROFILE_DIR, summarize
+    from _profile import PROFILE_DIR, record_command, summarize
 
     PROFILE_DIR.mkdir(parents=True, exist_ok=True)
     raw = PROFILE_DIR / "http-servekit.txt"
     spy = subprocess.Popen(
-        [
-            "py-spy",
-            "record",
-            "--gil",
-            "-f",
-            "raw",
-            "-r",
-            "500",
-            "-o",
-            str(raw),
-            "-p",
-            str(pid),
-            "-d",
-            str(int(seconds)),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        record_command(raw, pid, seconds), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     time.sleep(0.5)
     run_wrk(base, 64, seconds)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 
+from servekit.errors import QueueFull
 from servekit.queue.record import Position, Record, Stats
 
 
@@ -33,10 +34,20 @@ class Backend(ABC):
         """Release connections and threads; idempotent."""
 
     @abstractmethod
+    async def append_many(
+        self, items: Sequence[tuple[bytes, Mapping[str, str], str]], max_length: int
+    ) -> list[int]:
+        """Store ``(data, tags, request_id)`` records in order, atomically; return their indexes,
+        -1 for each one refused because the queue held ``max_length`` (>0) records."""
+
     async def append(
         self, data: bytes, tags: Mapping[str, str], request_id: str, max_length: int
     ) -> int:
         """Store one record and return its index; ``QueueFull`` if ``max_length`` (>0) is reached."""
+        (index,) = await self.append_many([(data, tags, request_id)], max_length)
+        if index < 0:
+            raise QueueFull(f"queue is full ({max_length} records)")
+        return index
 
     @abstractmethod
     async def range(self, start: int, count: int) -> list[Record]:

@@ -92,6 +92,7 @@ class QueueDoor:
         self.queues = dict(queues)
         self.token = token
         self.max_wait = max_wait
+        self.stop_timeout = 5.0
         self._watchers: set[asyncio.Task[None]] = set()
 
     # -- mounting -------------------------------------------------------------------------
@@ -296,18 +297,23 @@ class QueueDoor:
     ) -> None:
         pump = asyncio.create_task(self._pump(sub, send, index_only))
         listen = asyncio.create_task(_until_disconnect(receive))
+        client_left = False
         try:
-            await asyncio.wait({pump, listen}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({pump, listen}, return_when=asyncio.FIRST_COMPLETED)
+            client_left = listen in done
         finally:
             for task in (pump, listen):
                 task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(pump, listen, return_exceptions=True)
+            # Closing the subscription also ends the pump's iteration: a cancellation can be
+            # lost inside a store client (redis-py swallows one landing mid-connect).
             await asyncio.shield(sub.close())
-        if pump.done() and not listen.done():  # we ended it: tell the client
-            code = 1000 if pump.exception() is None else 1011
+            _, stuck = await asyncio.wait({pump, listen}, timeout=self.stop_timeout)
+            if stuck:
+                log.error("watch of %s/%s did not stop in %ss", sub.gid, sub.uid, self.stop_timeout)
+        failed = pump.done() and not pump.cancelled() and pump.exception() is not None
+        if not client_left:  # the subscription ended (superseded, closed, failed): say so
             with contextlib.suppress(OSError, RuntimeError):
-                await send({"type": "websocket.close", "code": code})
+                await send({"type": "websocket.close", "code": 1011 if failed else 1000})
 
     @staticmethod
     async def _pump(sub: Subscription, send: Send, index_only: bool) -> None:

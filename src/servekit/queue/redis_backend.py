@@ -14,7 +14,6 @@ from typing import Any
 
 import orjson
 
-from servekit.errors import QueueFull
 from servekit.queue.backend import Backend, Superseded
 from servekit.queue.record import GroupInfo, Position, Record, Stats
 from servekit.queue.redis_lua import SCRIPTS
@@ -85,6 +84,7 @@ class RedisBackend(Backend):
                 ) from exc
             self._client = aioredis.Redis.from_url(self.url)
             self._owns_client = True
+            await self._client.ping()  # fail fast on a wrong URL; warm one connection
         if not self._scripts:
             self._scripts = {k: self._client.register_script(v) for k, v in SCRIPTS.items()}
 
@@ -107,13 +107,13 @@ class RedisBackend(Backend):
 
     # -- records --------------------------------------------------------------------------
 
-    async def append(
-        self, data: bytes, tags: Mapping[str, str], request_id: str, max_length: int
-    ) -> int:
-        index = await self._call("put", data, request_id, orjson.dumps(dict(tags)), max_length)
-        if index < 0:
-            raise QueueFull(f"queue is full (max length {max_length} records)")
-        return int(index)
+    async def append_many(
+        self, items: Sequence[tuple[bytes, Mapping[str, str], str]], max_length: int
+    ) -> list[int]:
+        args: list[Any] = [max_length]
+        for data, tags, request_id in items:
+            args += [data, request_id, orjson.dumps(dict(tags))]
+        return [int(i) for i in await self._call("put", *args)]
 
     async def range(self, start: int, count: int) -> list[Record]:
         if self._client is None:

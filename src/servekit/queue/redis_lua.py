@@ -35,14 +35,23 @@ end
 local function session_ok(key, token) return redis.call('GET', key) == token end
 """
 
-# ARGV: data, request id, tags json, max length
+# ARGV: max length, then data, request id, tags json for each record; returns indexes (-1: full)
 PUT = """
-local maxlen = tonumber(ARGV[4])
-if maxlen > 0 and redis.call('XLEN', KEYS[1]) >= maxlen then return -1 end
-local n = redis.call('INCR', KEYS[2])
-redis.call('XADD', KEYS[1], n .. '-0', 'd', ARGV[1], 'r', ARGV[2], 't', ARGV[3])
-redis.call('HSET', KEYS[3], ARGV[2], n)
-return n
+local maxlen = tonumber(ARGV[1])
+local room = (#ARGV - 1) / 3
+if maxlen > 0 then room = math.max(0, math.min(room, maxlen - redis.call('XLEN', KEYS[1]))) end
+local out = {}
+for i = 2, #ARGV, 3 do
+  if #out < room then
+    local n = redis.call('INCR', KEYS[2])
+    redis.call('XADD', KEYS[1], n .. '-0', 'd', ARGV[i], 'r', ARGV[i + 1], 't', ARGV[i + 2])
+    redis.call('HSET', KEYS[3], ARGV[i + 1], n)
+    out[#out + 1] = n
+  else
+    out[#out + 1] = -1
+  end
+end
+return out
 """
 
 # ARGV: ids...; returns the indexes removed

@@ -15,8 +15,9 @@ import asyncio
 import uuid
 from collections.abc import Iterable, Mapping
 
-from servekit.errors import BadRequest, NotFound, PayloadTooLarge
+from servekit.errors import BadRequest, NotFound, PayloadTooLarge, QueueFull
 from servekit.queue.backend import Backend
+from servekit.queue.coalesce import Coalescer
 from servekit.queue.record import Position, Record
 from servekit.queue.subscription import Subscription
 from servekit.queue.waiting import Signal, wait_event
@@ -59,6 +60,10 @@ class QueueService:
         self.signal = Signal()
         self._subscriptions: set[Subscription] = set()
         self._started = False
+        self._puts: Coalescer[tuple[bytes, Mapping[str, str], str], int] = Coalescer(self._put_many)
+        self._commits: Coalescer[tuple[str, tuple[int, ...]], list[int]] = Coalescer(
+            self._commit_many
+        )
 
     async def start(self) -> None:
         """Open the backend; idempotent."""
@@ -70,6 +75,8 @@ class QueueService:
         """End every subscription and close the backend."""
         for sub in list(self._subscriptions):
             await sub.close()
+        await self._puts.wait_idle()
+        await self._commits.wait_idle()
         if self._started:
             await self.backend.close()
             self._started = False
@@ -92,9 +99,15 @@ class QueueService:
                 f"record of {len(data)} bytes exceeds the queue's {self.max_payload_bytes}"
             )
         request_id = request_id or str(uuid.uuid4())
-        index = await self.backend.append(data, tags or {}, request_id, self.max_length)
-        self.signal.fire()
+        index = await self._puts.submit((data, tags or {}, request_id))
+        if index < 0:
+            raise QueueFull(f"queue {self.name!r} is full ({self.max_length} records)")
         return index, request_id
+
+    async def _put_many(self, items: list[tuple[bytes, Mapping[str, str], str]]) -> list[int]:
+        indexes = await self.backend.append_many(items, self.max_length)
+        self.signal.fire()
+        return indexes
 
     async def get(
         self,
@@ -189,10 +202,21 @@ class QueueService:
 
     async def commit(self, indexes: Iterable[int], gid: str = DEFAULT_GROUP) -> list[int]:
         """Commit records for group ``gid``; return those this call committed (each once)."""
-        done = await self.backend.ack(gid, list(indexes))
-        if done:
+        return await self._commits.submit((gid, tuple(indexes)))
+
+    async def _commit_many(self, calls: list[tuple[str, tuple[int, ...]]]) -> list[list[int]]:
+        done: dict[str, set[int]] = {}
+        for gid in dict.fromkeys(g for g, _ in calls):
+            wanted = {i for g, indexes in calls if g == gid for i in indexes}
+            done[gid] = set(await self.backend.ack(gid, sorted(wanted)))
+        if any(done.values()):
             self.signal.fire()
-        return done
+        results = []
+        for gid, indexes in calls:  # an index committed once is reported to one caller only
+            mine = [i for i in dict.fromkeys(indexes) if i in done[gid]]
+            done[gid].difference_update(mine)
+            results.append(mine)
+        return results
 
     # -- consumers ------------------------------------------------------------------------
 

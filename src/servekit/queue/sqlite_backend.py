@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 
 import orjson
 
-from servekit.errors import QueueFull
 from servekit.queue.backend import Backend, Superseded
 from servekit.queue.record import GroupInfo, Position, Record, Stats
 
@@ -138,22 +137,22 @@ class SqliteBackend(Backend):
 
     # -- records --------------------------------------------------------------------------
 
-    async def append(
-        self, data: bytes, tags: Mapping[str, str], request_id: str, max_length: int
-    ) -> int:
-        encoded = orjson.dumps(dict(tags))
+    async def append_many(
+        self, items: Sequence[tuple[bytes, Mapping[str, str], str]], max_length: int
+    ) -> list[int]:
+        rows = [(rid, orjson.dumps(dict(tags)), data) for data, tags, rid in items]
 
-        def put(db: sqlite3.Connection) -> int:
+        def put(db: sqlite3.Connection) -> list[int]:
+            room = len(rows)
             if max_length > 0:
                 (length,) = db.execute("SELECT value FROM counters WHERE name='length'").fetchone()
-                if length >= max_length:
-                    raise QueueFull(f"queue is full ({length} of {max_length} records)")
-            cur = db.execute(
-                "INSERT INTO records(request_id, tags, data) VALUES (?, ?, ?)",
-                (request_id, encoded, data),
-            )
-            assert cur.lastrowid is not None
-            return cur.lastrowid
+                room = max(0, min(room, max_length - length))
+            indexes = []
+            for row in rows[:room]:
+                cur = db.execute("INSERT INTO records(request_id, tags, data) VALUES (?, ?, ?)", row)
+                assert cur.lastrowid is not None
+                indexes.append(cur.lastrowid)
+            return indexes + [-1] * (len(rows) - room)
 
         return await self._tx_async(put)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections import deque
@@ -57,6 +56,7 @@ class Subscription:
         self._closed = False
         self._heartbeat: asyncio.Task[None] | None = None
         self._filling: asyncio.Future[list[Record]] | None = None
+        self._closing: asyncio.Future[None] | None = None
 
     @property
     def closed(self) -> bool:
@@ -83,14 +83,16 @@ class Subscription:
         return self
 
     async def __anext__(self) -> Record:
+        if self._closed:
+            raise StopAsyncIteration
         await self.start()
         if self._last is not None:
             self._done.append(self._last)
             self._last = None
         while not self._buffer:
+            await self._flush()
             if self._closed:
                 raise StopAsyncIteration
-            await self._flush()
             changed = self.service.signal.event()
             try:
                 got = await self._fill()
@@ -143,28 +145,36 @@ class Subscription:
 
     async def close(self) -> None:
         """End the session; what the consumer still holds goes back to its group now."""
-        if self._closed and self._heartbeat is None:
-            return
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)  # every caller waits for the one closing
+
+    async def _close(self) -> None:
         self._closed = True
-        await self._stop_heartbeat()
-        await self._settle()
-        if self._started and not self.superseded:
-            await self._flush()
-            await self.service.backend.leave(self.gid, self.uid, self.token)
-        self._end()
+        try:
+            await self._stop_heartbeat()
+            await self._settle()
+            if self._started and not self.superseded:
+                await self._flush()
+                await self.service.backend.leave(self.gid, self.uid, self.token)
+        finally:
+            self._end()
 
     async def abort(self) -> None:
         """Drop the session as a crash would: no commit, no hand-back; the lease just lapses."""
         self._closed = True
         await self._stop_heartbeat()
+        await self._settle()
         self._end()
 
     async def _settle(self) -> None:
-        """Wait for a fetch still in flight, so it never outlives the session."""
+        """Wait for a fetch still in flight, so it never outlives the session; what it took
+        stays held by this consumer and goes back to the group when the session ends."""
         task, self._filling = self._filling, None
         if task is not None:
-            with contextlib.suppress(Superseded):
-                await task
+            await asyncio.wait({task})
+            if not task.cancelled() and task.exception() is not None:
+                log.debug("fetch ended with %r as %s/%s closed", task.exception(), self.gid, self.uid)
 
     def _end(self) -> None:
         self._buffer.clear()
@@ -175,8 +185,7 @@ class Subscription:
         task, self._heartbeat = self._heartbeat, None
         if task is not None and task is not asyncio.current_task():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait({task}, timeout=5.0)  # never re-raises the task's cancellation
 
     async def _superseded(self) -> None:
         self.superseded = True
@@ -187,8 +196,10 @@ class Subscription:
     async def _beat(self) -> None:
         backend = self.service.backend
         interval = self.service.lease / 3
-        while True:
+        while not self._closed:  # a flag too: a store client may swallow our cancel
             await asyncio.sleep(interval)
+            if self._closed:
+                return
             try:
                 alive = await backend.heartbeat(self.gid, self.uid, self.token, self.service.lease)
             except Exception:  # boundary: a store hiccup must not end the session

@@ -68,7 +68,8 @@ async def send_bytes(
     body: bytes,
     headers: Iterable[tuple[bytes, bytes]] = _JSON_HEADERS,
 ) -> None:
-    """Send a complete response in two ASGI messages."""
+    """Send a complete response in two ASGI messages, with its Content-Length (not chunked)."""
+    headers = [*headers, (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
