@@ -129,7 +129,12 @@ class Batcher:
         """Admit ``work`` (loop thread only); refusals are delivered through ``work``."""
         self._admit(work)
         if work.queued:
-            self._wake()
+            # An idle model takes the work now, without a trip through the dispatcher task.
+            dispatched = False
+            if self._running < self.policy.instances and not self._intake:
+                dispatched, _ = self._try_dispatch(self._clock.now())  # type: ignore[union-attr]
+            if not dispatched:
+                self._wake()
         return work
 
     def submit_threadsafe(self, work: Work) -> Work:
@@ -204,7 +209,6 @@ class Batcher:
             self._admit(intake.popleft())
 
     async def _dispatch_loop(self) -> None:
-        policy = self.policy
         while True:
             try:
                 if self._intake:
@@ -212,20 +216,11 @@ class Batcher:
                 now = self._clock.now()  # type: ignore[union-attr]
                 if self._deadlines and self._deadlines[0][0] <= now:
                     self._expire(now)
-                wake_at: float | None = None
-                if self._queued and self._running < policy.instances:
-                    if self._closing or self._queued >= policy.idle_batch_size:
-                        if not self._dispatch(now):
-                            self._recount()
-                        continue
-                    due = self._oldest_enqueued() + policy.max_latency
-                    if now >= due:
-                        if not self._dispatch(now):
-                            self._recount()
-                        continue
-                    wake_at = due
-                elif self._closing and not self._queued and not self._running:
+                if self._closing and not self._queued and not self._running:
                     return
+                dispatched, wake_at = self._try_dispatch(now)
+                if dispatched:
+                    continue
                 next_deadline = self._next_deadline()
                 if next_deadline is not None and (wake_at is None or next_deadline < wake_at):
                     wake_at = next_deadline
@@ -235,6 +230,19 @@ class Batcher:
             except Exception:  # the dispatcher is a boundary: report and keep serving
                 log.exception("batcher %s: unexpected error in dispatch loop", self.name)
                 await asyncio.sleep(0.01)
+
+    def _try_dispatch(self, now: float) -> tuple[bool, float | None]:
+        """Dispatch a batch if the policy says so; else say when the oldest item is due."""
+        policy = self.policy
+        if not self._queued or self._running >= policy.instances:
+            return False, None
+        if not (self._closing or self._queued >= policy.idle_batch_size):
+            due = self._oldest_enqueued() + policy.max_latency
+            if now < due:
+                return False, due
+        if not self._dispatch(now):
+            self._recount()
+        return True, None
 
     async def _sleep(self, wake_at: float | None) -> None:
         # While every instance is busy, new thread submissions need not wake the loop: the
@@ -393,6 +401,11 @@ class Batcher:
         self.stats.predict_seconds += elapsed
         self.stats.completed += early
         parts = self._inflight.pop(batch_id, ())
+        # Start the next batch before answering this one, so the model is not left idle
+        # while this batch's callers encode and send their responses.
+        if self._intake:
+            self._drain_intake()
+        self._try_dispatch(self._clock.now())  # type: ignore[union-attr]
         if error is not None or outputs is None:
             for work, _, _ in parts:
                 self._fail(work, error or ModelError("model produced no output"))

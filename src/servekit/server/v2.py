@@ -161,14 +161,13 @@ async def run_watching_disconnect(
 
     watcher.add_done_callback(on_message)
     batcher.submit(work)
+    # The watcher is left to finish by itself: once the response is complete the server's
+    # receive() returns http.disconnect, and by then the work is done (cheaper than cancel).
     try:
         return await work.future  # type: ignore[no-any-return,misc]
     except asyncio.CancelledError:
         batcher.cancel(work)
         raise
-    finally:
-        if not watcher.done():
-            watcher.cancel()
 
 
 def _json_length(scope: Scope) -> int | None:
