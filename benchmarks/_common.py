@@ -9,6 +9,7 @@ Convention for ``bench_*.py`` modules: ``main(quick: bool) -> dict``. If the dic
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -107,6 +108,23 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
+
+
+def source_hashes() -> dict[str, str]:
+    """sha256 of each servekit source file, by path under ``src/servekit``."""
+    src = BENCH_DIR.parent / "src" / "servekit"
+    return {
+        str(path.relative_to(src)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(src.rglob("*.py"))
+    }
+
+
+def source_fingerprint(hashes: dict[str, str] | None = None) -> str:
+    """Short sha256 over servekit's source, to tie figures to the code that made them."""
+    digest = hashlib.sha256()
+    for name, file_hash in sorted((hashes or source_hashes()).items()):
+        digest.update(f"{name}:{file_hash}\n".encode())
+    return digest.hexdigest()[:12]
 
 
 def free_port() -> int:

@@ -335,9 +335,10 @@ def main(quick: bool = False, profile: bool = False) -> dict[str, Any]:
 
 def _profile(python: Path, settings: dict[str, Any]) -> dict[str, Any]:
     """py-spy (GIL holders only) over one servekit run; hot spots in servekit's code."""
-    from _profile import PROFILE_DIR, record_command, summarize
+    from _profile import PROFILE_DIR, have_py_spy, summarize
 
-    record_command(PROFILE_DIR, 0, 0)  # fails early, with the fix, if py-spy is missing
+    if not have_py_spy():
+        raise RuntimeError("py-spy is not installed: `pip install py-spy` (needed for --profile)")
     PROFILE_DIR.mkdir(parents=True, exist_ok=True)
     raw = PROFILE_DIR / "dynbatch-servekit.txt"
     _run_side("servekit", python, settings | {"duration_s": 5.0}, profile_to=raw)

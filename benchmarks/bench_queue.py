@@ -51,8 +51,21 @@ class Redis:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(directory)],
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--dir",
+                str(directory),
+            ],
             stdout=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
@@ -122,28 +135,38 @@ async def put_rate(q: QueueService, n: int, producers: int, payload: bytes, limi
     started = time.perf_counter()
     finished = await bounded(asyncio.gather(*(producer(c) for c in share)), limit)
     seconds = time.perf_counter() - started
-    return {"records": done, "seconds": round(seconds, 3), "per_second": round(done / seconds),
-            "complete": finished}
+    return {
+        "records": done,
+        "seconds": round(seconds, 3),
+        "per_second": round(done / seconds),
+        "complete": finished,
+    }
 
 
 async def consume_rate(q: QueueService, n: int, consumers: int, window: int, limit: float) -> dict:
     done = 0
+    subs = [q.watch(window=window, uid=f"c{i}", gid="bench") for i in range(consumers)]
 
-    async def consumer(uid: str) -> None:
+    async def consumer(sub: Any) -> None:
         nonlocal done
-        async with q.watch(window=window, uid=uid, gid="bench") as sub:
-            while done < n:
-                try:
-                    record = await asyncio.wait_for(sub.__anext__(), 2)
-                except asyncio.TimeoutError:
-                    continue
-                done += len(await sub.commit([record.index]))
+        async for record in sub:
+            committed = await sub.commit([record.index])
+            done += len(committed)
+            if done >= n:  # the last one: stop everybody's iteration
+                for other in subs:
+                    await other.close()
 
     started = time.perf_counter()
-    finished = await bounded(asyncio.gather(*(consumer(f"c{i}") for i in range(consumers))), limit)
+    finished = await bounded(asyncio.gather(*(consumer(s) for s in subs)), limit)
     seconds = time.perf_counter() - started
-    return {"records": done, "seconds": round(seconds, 3), "per_second": round(done / seconds),
-            "complete": finished}
+    for sub in subs:
+        await sub.close()
+    return {
+        "records": done,
+        "seconds": round(seconds, 3),
+        "per_second": round(done / seconds),
+        "complete": finished,
+    }
 
 
 def door_latency(make: Callable[[], QueueService], samples: int, payload: bytes) -> dict:
@@ -154,8 +177,13 @@ def door_latency(make: Callable[[], QueueService], samples: int, payload: bytes)
 
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(QueueDoor({"svc": make()}), host="127.0.0.1", port=port,
-                       log_level="warning", lifespan="on")
+        uvicorn.Config(
+            QueueDoor({"svc": make()}),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -232,7 +260,9 @@ def main() -> None:
     redis = None
     if "redis" in args.backends:
         if shutil.which("redis-server") is None:
-            sys.exit("redis-server not found (apt-get install redis-server), or pass --backends sqlite")
+            sys.exit(
+                "redis-server not found (apt-get install redis-server), or pass --backends sqlite"
+            )
         (workdir / "redis").mkdir()
         redis = Redis(workdir / "redis")
     results: dict[str, dict] = {}
@@ -249,7 +279,7 @@ def main() -> None:
     print(table(results))
     report = {
         "benchmark": "queue",
-        "command": "python benchmarks/bench_queue.py " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python benchmarks/bench_queue.py", *sys.argv[1:]]),
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {
             "cpus": os.cpu_count(),

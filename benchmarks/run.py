@@ -22,7 +22,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import BENCH_DIR, log, machine, render_table, write_json
+from _common import (
+    BENCH_DIR,
+    log,
+    machine,
+    render_table,
+    source_fingerprint,
+    source_hashes,
+    write_json,
+)
 
 
 def discover() -> list[str]:
@@ -79,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# servekit benchmarks{' (quick)' if args.quick else ''}")
     print(
         f"machine: {info['nproc']} cores, {info['cpu']}, Python {info['python']};"
-        f" load average at start {load:.2f}"
+        f" load average at start {load:.2f}; servekit source sha256 {source_fingerprint()}"
     )
     if load > 0.5:
         log(f"load average is {load:.2f}: other work on this machine will skew the figures")
@@ -87,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         log(f"running {name}")
         began = time.monotonic()
+        source = source_hashes()
         try:
             result = run_one(name, args.quick, args.profile)
         except Exception:  # report this benchmark's failure, run the others
@@ -96,6 +105,15 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.monotonic() - began
         result.setdefault("elapsed_s", round(elapsed, 1))
         result.setdefault("load_average_at_start", round(load, 2))
+        result["servekit_source_sha256"] = source_fingerprint(source)
+        after = source_hashes()
+        changed = sorted(k for k in source.keys() | after.keys() if source.get(k) != after.get(k))
+        if changed:
+            result["source_changed_during_run"] = changed
+            print(
+                f"\nWARNING: servekit source files changed while {name} ran: {', '.join(changed)};"
+                " if they are on this benchmark's path, run it again"
+            )
         show(name, result, elapsed)
         print(f"\nwrote {write_json(name, result).relative_to(BENCH_DIR.parent)}")
     if failed:

@@ -60,12 +60,18 @@ class RedisServer:
         self.process = subprocess.Popen(
             [
                 self.binary,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "yes",
-                "--appendfsync", "always",
-                "--dir", str(self.directory),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                str(self.directory),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -274,7 +280,9 @@ class DoorServer:
             while coro is not None and hasattr(coro, "cr_frame"):
                 frame = coro.cr_frame
                 if frame is not None:
-                    lines.append(f"    {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+                    lines.append(
+                        f"    {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}"
+                    )
                 coro = coro.cr_await
         return "\n".join(lines)
 
@@ -298,3 +306,22 @@ def serve_door(make_queue: QueueFactory) -> Iterator[Callable[..., DoorServer]]:
     yield start
     for server in running:
         server.__exit__()
+
+
+@pytest.fixture
+def door_on_port() -> Iterator[Callable[..., DoorServer]]:
+    """``door_on_port(queues, port=None)``: serve a ``QueueDoor`` of ``queues``; stopped at the
+    end unless the test stopped it (``server.__exit__()``) already."""
+    from servekit.queue.door import QueueDoor
+
+    running: list[DoorServer] = []
+
+    def start(queues: dict[str, QueueService], port: int | None = None) -> DoorServer:
+        server = DoorServer(QueueDoor(queues), port=port).__enter__()
+        running.append(server)
+        return server
+
+    yield start
+    for server in running:
+        if server.thread.is_alive():
+            server.__exit__()

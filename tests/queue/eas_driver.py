@@ -2,9 +2,9 @@
 
 Run by ``test_eas_client.py`` with the Python of a virtualenv that has ``eas-prediction``
 installed: ``python eas_driver.py <endpoint> <token> <queue> <groups queue> <shared queue>``
-(three empty queues: a queue keeps a record until every group that exists committed it). Every check is an ``assert``;
-the last line printed is ``OK <json of what was seen>``. Written for the old protobuf the
-client pins, so it sticks to the standard library and the client.
+(three empty queues: a queue keeps a record until every group that exists committed it).
+Every check is an ``assert``; the last line printed is ``OK <json of what was seen>``.
+Written for the old protobuf the client pins: it uses the standard library and the client only.
 """
 
 from __future__ import annotations
@@ -44,8 +44,14 @@ def drained(c: QueueClient) -> bool:
     return True
 
 
-def collect(c: QueueClient, count: int, window: int, auto_commit: bool = False,
-            commit: bool = True, barrier: threading.Barrier | None = None) -> list:
+def collect(
+    c: QueueClient,
+    count: int,
+    window: int,
+    auto_commit: bool = False,
+    commit: bool = True,
+    barrier: threading.Barrier | None = None,
+) -> list:
     """Watch until ``count`` frames came, committing each as it comes; with ``barrier``,
     commit all at the end, once every party passed the barrier."""
     frames = []
@@ -129,7 +135,7 @@ def main() -> None:
     # two groups: each sees every record; gone once both committed
     q = client(queue=GROUPS_QUEUE)
     for i in range(6):
-        q.put("g%d" % i)
+        q.put(f"g{i}")
     barrier = threading.Barrier(2)
     results: dict[str, list] = {}
 
@@ -150,7 +156,7 @@ def main() -> None:
     total = 8
     q = client(queue=SHARED_QUEUE)
     for i in range(total):
-        q.put("w%d" % i)
+        q.put(f"w{i}")
     lock = threading.Lock()
     by_consumer: dict[str, list[int]] = {"c1": [], "c2": []}
     committed: set[int] = set()

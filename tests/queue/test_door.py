@@ -103,7 +103,9 @@ def test_watch_pushes_at_most_window_until_commit(serve_door: Any) -> None:
         assert [f.index for f in frames] == indexes[:2]
         with pytest.raises(TimeoutError):
             ws.recv(timeout=0.3)
-        search = httpx.get(base, params={"_search_": "true", "_index_": indexes[0]}, headers=headers)
+        search = httpx.get(
+            base, params={"_search_": "true", "_index_": indexes[0]}, headers=headers
+        )
         assert search.json() == {"ConsumerId": "w1", "IsPending": True, "WaitCount": 0}
         commit = httpx.put(base, params={"_indexes_": str(indexes[0])}, headers=headers)
         assert commit.text == "OK"
@@ -166,6 +168,8 @@ def test_unknown_queue_is_404_over_http_and_websocket(serve_door: Any) -> None:
     ("method", "query"),
     [
         ("GET", {"_index_": "abc"}),
+        ("GET", {"requestId": "é" * 3}),
+        ("POST", {"requestId": "x" * 300}),
         ("GET", {"_index_": "-1"}),
         ("GET", {"_length_": "0"}),
         ("GET", {"_timeout_": "soon"}),

@@ -116,3 +116,20 @@ def test_redis_killed_and_restarted_with_aof_keeps_the_queue(own_redis: Any, aru
     own_redis.kill()
     own_redis.start()
     arun(after(idx, held))
+
+
+def test_door_answers_503_while_redis_is_down_and_recovers(
+    own_redis: Any, door_on_port: Any
+) -> None:
+    import httpx
+
+    queue = QueueService(RedisBackend("outage", own_redis.url), name="outage")
+    base = door_on_port({"svc": queue}).url + "/api/predict/svc"
+    assert httpx.post(base, content=b"before").status_code == 200
+    own_redis.kill()
+    down = httpx.post(base, content=b"during")
+    assert down.status_code == 503 and "unreachable" in down.json()["error"]
+    own_redis.start()
+    assert httpx.post(base, content=b"after").status_code == 200
+    attrs = httpx.get(base, params={"_attrs_": "true"}).json()
+    assert attrs["stream.length"] == "2"

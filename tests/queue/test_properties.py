@@ -44,7 +44,9 @@ def test_any_sequence_of_operations_behaves_like_an_ordered_list(
                 elif op[0] == "get":
                     _, length, delete, tag = op
                     tags = {} if tag is None else {"t": tag}
-                    got = await q.get(index=0, length=length, timeout=0, auto_delete=delete, tags=tags)
+                    got = await q.get(
+                        index=0, length=length, timeout=0, auto_delete=delete, tags=tags
+                    )
                     want = [m for m in model if tag is None or m[2] == tag][:length]
                     assert [(r.index, r.data, r.tags["t"]) for r in got] == want
                     if delete:

@@ -10,12 +10,9 @@ from typing import Any
 
 import pytest
 
-from servekit.client import QueueClient
+from servekit.client import PredictException, QueueClient
 from servekit.client.queue_client import Watcher
 from servekit.errors import NotFound, QueueFull, Unauthorized
-from servekit.queue.door import QueueDoor
-
-from .conftest import DoorServer, QueueFactory, wait_until  # noqa: TID252
 
 
 @pytest.fixture
@@ -23,7 +20,7 @@ def client() -> Iterator[Callable[..., QueueClient]]:
     """``client(server, name="svc", uid=None, token=..., gid=...)``; closed after the test."""
     made: list[QueueClient] = []
 
-    def make(server: DoorServer, name: str = "svc", uid: str | None = None, **kw: Any) -> QueueClient:
+    def make(server: Any, name: str = "svc", uid: str | None = None, **kw: Any) -> QueueClient:
         c = QueueClient(server.endpoint, name)
         if "token" in kw:
             c.set_token(kw.pop("token"))
@@ -43,10 +40,8 @@ def collect(
     stop after ``count`` frames."""
 
     def loop() -> None:
-        seen = 0
-        for frame in watcher.run():
+        for seen, frame in enumerate(watcher.run(), start=1):
             sink.put((label, frame) if label else frame)
-            seen += 1
             if seen == count:
                 break
 
@@ -106,8 +101,9 @@ def test_client_maps_errors_to_servekit_errors(serve_door: Any, client: Any) -> 
         client(server).put(b"x")
     authorized = client(server, token="t0k")
     authorized.put(b"x")
-    with pytest.raises(QueueFull):
+    with pytest.raises(QueueFull) as full:
         authorized.put(b"y")
+    assert isinstance(full.value, PredictException) and full.value.code == 429
     with pytest.raises(NotFound):
         client(server, name="missing", token="t0k").attributes()
     with pytest.raises(NotFound):
@@ -124,14 +120,19 @@ def test_watcher_close_from_another_thread_ends_run(serve_door: Any, client: Any
         done.set()
 
     threading.Thread(target=loop, daemon=True).start()
-    wait_until(lambda: watcher._conn is not None, 10, "the watcher to connect")
+    deadline = time.monotonic() + 10
+    while watcher._conn is None:  # poll with a deadline until the watcher is connected
+        assert time.monotonic() < deadline, "the watcher did not connect"
+        time.sleep(0.01)
     watcher.close()
     assert done.wait(10)
 
 
-def test_watcher_reconnects_after_the_server_restarts(make_queue: QueueFactory, client: Any) -> None:
+def test_watcher_reconnects_after_the_server_restarts(
+    make_queue: Any, door_on_port: Any, client: Any
+) -> None:
     name = f"restart-{time.monotonic_ns()}"
-    first = DoorServer(QueueDoor({"svc": make_queue(name)})).__enter__()
+    first = door_on_port({"svc": make_queue(name)})
     port = first.port
     c = client(first)
     c.put(b"before")
@@ -141,7 +142,7 @@ def test_watcher_reconnects_after_the_server_restarts(make_queue: QueueFactory, 
     assert frames.get(timeout=10).data == b"before"
     first.__exit__()  # the connection drops with the server
 
-    second = DoorServer(QueueDoor({"svc": make_queue(name)}), port=port).__enter__()
+    second = door_on_port({"svc": make_queue(name)}, port=port)
     try:
         c.put(b"after")
         assert frames.get(timeout=15).data == b"after"

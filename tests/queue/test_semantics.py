@@ -29,7 +29,9 @@ async def put_many(q: QueueService, n: int, prefix: str = "r") -> list[int]:
     return [(await q.put(f"{prefix}{i}".encode()))[0] for i in range(n)]
 
 
-def test_put_returns_increasing_indexes_and_distinct_request_ids(make_queue: Any, arun: Any) -> None:
+def test_put_returns_increasing_indexes_and_distinct_request_ids(
+    make_queue: Any, arun: Any
+) -> None:
     async def scenario() -> None:
         async with make_queue() as q:
             results = [await q.put(b"x") for _ in range(5)]
@@ -371,17 +373,17 @@ def test_killed_consumer_records_are_redelivered_none_lost_none_committed_twice(
             for i in committed:
                 committed_by.setdefault(i, []).append("victim")
 
-            async def consume(uid: str) -> None:
-                async with q.watch(window=3, uid=uid) as sub:
-                    while len(committed_by) < len(idx):
-                        try:
-                            record = await asyncio.wait_for(sub.__anext__(), 3)
-                        except asyncio.TimeoutError:
-                            return
-                        for i in await sub.commit([record.index]):
-                            committed_by.setdefault(i, []).append(uid)
+            survivors = [q.watch(window=3, uid=uid) for uid in ("s1", "s2")]
 
-            await asyncio.gather(consume("s1"), consume("s2"))
+            async def consume(sub: Subscription) -> None:
+                async for record in sub:  # ends when the last commit closes everybody
+                    for i in await sub.commit([record.index]):
+                        committed_by.setdefault(i, []).append(sub.uid)
+                    if len(committed_by) == len(idx):
+                        for other in survivors:
+                            await other.close()
+
+            await asyncio.gather(*(consume(sub) for sub in survivors))
             assert sorted(committed_by) == idx, "a record was lost"
             assert all(len(who) == 1 for who in committed_by.values()), committed_by
             assert {who[0] for i, who in committed_by.items() if i in idx[1:5]} <= {"s1", "s2"}
@@ -431,6 +433,32 @@ def test_full_queue_refuses_puts_with_queue_full(make_queue: Any, arun: Any) -> 
             assert (await q.attributes())["stream.length"] == "3"
             await q.get(index=0)
             await q.put(b"room again")
+
+    arun(scenario())
+
+
+def test_concurrent_puts_on_a_nearly_full_queue_fill_it_exactly(make_queue: Any, arun: Any) -> None:
+    async def scenario() -> None:
+        async with make_queue(max_length=5) as q:
+            await put_many(q, 2)
+            results = await asyncio.gather(
+                *(q.put(b"racer") for _ in range(10)), return_exceptions=True
+            )
+            assert sum(isinstance(r, tuple) for r in results) == 3
+            assert all(isinstance(r, (tuple, QueueFull)) for r in results)
+            assert (await q.attributes())["stream.length"] == "5"
+
+    arun(scenario())
+
+
+def test_concurrent_commits_of_one_record_commit_it_once(make_queue: Any, arun: Any) -> None:
+    async def scenario() -> None:
+        async with make_queue() as q:
+            idx = await put_many(q, 3)
+            async with q.watch(window=3) as sub:
+                await take(sub, 3)
+                results = await asyncio.gather(*(sub.commit(idx) for _ in range(5)))
+                assert sorted(i for r in results for i in r) == idx
 
     arun(scenario())
 

@@ -1,10 +1,10 @@
 """A consumer process for the fault tests (run as a script; killed with SIGKILL by them).
 
-    worker.py pipeline sqlite <dir> <input> <sink> [--delay S]
-        consume <input>: put each record into <sink> under its request id, then commit it;
-        print "done <index>" per record and "drained" once <input> is empty, then exit.
-    worker.py hold redis <url> <queue> --uid U --window N --lease S
-        take N records, print "held <index>" for each, then wait forever without committing.
+worker.py pipeline sqlite <dir> <input> <sink> [--delay S]
+    consume <input>: put each record into <sink> under its request id, then commit it;
+    print "done <index>" per record and "drained" once <input> is empty, then exit.
+worker.py hold redis <url> <queue> --uid U --window N --lease S
+    take N records, print "held <index>" for each, then wait forever without committing.
 """
 
 from __future__ import annotations

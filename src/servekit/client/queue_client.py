@@ -11,8 +11,10 @@
     watcher.close()
 
 HTTP goes through ``httpx``; the watch WebSocket through ``websockets``' sync client. Errors are
-servekit's (``servekit.errors``): ``QueueFull`` (429), ``NotFound`` (404), ``Unauthorized``
-(401), ``BadRequest`` (400), ``ServekitError`` with the status otherwise.
+``ClientError``s (``PredictException`` to EAS users, with ``.code``) that are also the matching
+``servekit.errors`` class: ``QueueFull`` (429), ``NotFound`` (404), ``Unauthorized`` (401),
+``BadRequest`` (400), ``PayloadTooLarge`` (413), ``Unavailable`` (503); ``ConnectError`` when
+the server cannot be reached.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.sync.client import ClientConnection, connect
 
 from servekit import errors
+from servekit.client._errors import ConnectError, HTTPStatusError, _server_message
 from servekit.queue.wire import DataFrame, WireError, decode_frame, decode_list
 
 __all__ = ["DataFrame", "QueueClient", "Watcher"]
@@ -38,26 +41,52 @@ HEADER_UID = "X-EAS-QueueService-Redis-Uid"
 HEADER_GID = "X-EAS-QueueService-Redis-Gid"
 HEADER_REQUEST_ID = "X-Eas-Queueservice-Request-Id"
 
-_STATUS_ERRORS: dict[int, type[errors.ServekitError]] = {
-    400: errors.BadRequest,
-    401: errors.Unauthorized,
-    404: errors.NotFound,
-    413: errors.PayloadTooLarge,
-    503: errors.Unavailable,
+
+class _Status(HTTPStatusError):
+    """A non-2xx answer that is also the matching ``servekit.errors`` class."""
+
+    def __init__(self, message: str, *, status: int | None = None, body: bytes = b"") -> None:
+        errors.ServekitError.__init__(self, message, status=status)
+        self.body = body
+
+
+class BadRequestError(_Status, errors.BadRequest):
+    pass
+
+
+class UnauthorizedError(_Status, errors.Unauthorized):
+    pass
+
+
+class NotFoundError(_Status, errors.NotFound):
+    pass
+
+
+class PayloadTooLargeError(_Status, errors.PayloadTooLarge):
+    pass
+
+
+class QueueFullError(_Status, errors.QueueFull):
+    retry_after = 1.0
+
+
+class UnavailableError(_Status, errors.Unavailable):
+    pass
+
+
+_STATUS_ERRORS: dict[int, type[_Status]] = {
+    400: BadRequestError,
+    401: UnauthorizedError,
+    404: NotFoundError,
+    413: PayloadTooLargeError,
+    429: QueueFullError,
+    503: UnavailableError,
 }
 
 
-def _error(status: int, body: bytes) -> errors.ServekitError:
-    try:
-        import orjson
-
-        message = str(orjson.loads(body).get("error", body.decode(errors="replace")))
-    except (ValueError, AttributeError):
-        message = body.decode(errors="replace") or f"HTTP {status}"
-    if status == 429:
-        return errors.QueueFull(message)
-    cls = _STATUS_ERRORS.get(status)
-    return cls(message) if cls is not None else errors.ServekitError(message, status=status)
+def _error(status: int, body: bytes) -> HTTPStatusError:
+    message = _server_message(body) or f"HTTP {status}"
+    return _STATUS_ERRORS.get(status, _Status)(message, status=status, body=body)
 
 
 def _indexes(index: int | str | list[int] | list[str]) -> str:
@@ -152,7 +181,7 @@ class QueueClient:
                 # a put is retried only if it never reached the server
                 retry = method != "POST" or isinstance(exc, httpx.ConnectError)
                 if not retry or attempt == self.retry_count:
-                    raise errors.Unavailable(f"{method} {url}: {exc}") from exc
+                    raise ConnectError(f"{method} {url}: {exc}") from exc
                 if self.logger:
                     self.logger.debug("%s %s failed (%s), retrying", method, url, exc)
                 time.sleep(min(0.05 * 2**attempt, 1.0))
@@ -201,7 +230,7 @@ class QueueClient:
         try:
             return decode_list(response.content)
         except WireError as exc:
-            raise errors.ServekitError(f"server sent an invalid DataFrameListProto: {exc}") from exc
+            raise _Status(f"server sent an invalid DataFrameListProto: {exc}", status=502) from exc
 
     def attributes(self) -> dict[str, str]:
         """The queue's attributes (``stream.length``, ``stream.lastEntry``, …)."""
@@ -269,7 +298,7 @@ class Watcher:
         """Yield records until ``close()``; refused handshakes (401, 404, …) raise at once."""
         with self._lock:
             if self._running:
-                raise errors.BadRequest("this watcher is already running")
+                raise BadRequestError("this watcher is already running", status=400)
             self._running = True
         backoff = 0.05
         try:

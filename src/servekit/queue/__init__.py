@@ -6,6 +6,8 @@ queue protocol over HTTP and WebSocket. ``open_queue`` builds a service from a U
 """
 
 from servekit.queue.backend import Backend, Superseded
+from servekit.queue.config import open_queue
+from servekit.queue.door import QueueDoor
 from servekit.queue.record import GroupInfo, Position, Record, Stats
 from servekit.queue.service import DEFAULT_GROUP, QueueService
 from servekit.queue.sqlite_backend import SqliteBackend
@@ -16,10 +18,12 @@ __all__ = [
     "Backend",
     "GroupInfo",
     "Position",
+    "QueueDoor",
     "QueueService",
     "Record",
     "SqliteBackend",
     "Stats",
     "Subscription",
     "Superseded",
+    "open_queue",
 ]

@@ -27,10 +27,10 @@ class Backend(ABC):
     #: How often waiters re-check the store for changes made by other processes, in seconds.
     poll_interval: float = 0.5
 
-    async def open(self) -> None:
+    async def open(self) -> None:  # noqa: B027 - optional hook
         """Connect or create the store; idempotent."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and threads; idempotent."""
 
     @abstractmethod
@@ -43,7 +43,7 @@ class Backend(ABC):
     async def append(
         self, data: bytes, tags: Mapping[str, str], request_id: str, max_length: int
     ) -> int:
-        """Store one record and return its index; ``QueueFull`` if ``max_length`` (>0) is reached."""
+        """Store one record; return its index, or raise ``QueueFull`` at ``max_length`` (>0)."""
         (index,) = await self.append_many([(data, tags, request_id)], max_length)
         if index < 0:
             raise QueueFull(f"queue is full ({max_length} records)")

@@ -46,7 +46,7 @@ class Coalescer(Generic[I, R]):
                 for _, future in batch:
                     future.cancel()
                 raise
-            for (_, future), result in zip(batch, results):
+            for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
 

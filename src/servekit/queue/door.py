@@ -186,7 +186,7 @@ class QueueDoor:
             except WireError as exc:
                 raise BadRequest(f"body is not a valid DataFrameProto: {exc}") from exc
             body, tags = frame.data, {**frame.tags, **tags}
-        index, request_id = await queue.put(body, tags, request_id=query.get("requestId") or None)
+        index, request_id = await queue.put(body, tags, request_id=params.request_id(query))
         return _text(str(index), [(HEADER_REQUEST_ID, request_id.encode())])
 
     async def _get(self, queue: QueueService, query: Mapping[str, str], gid: str) -> Response:
@@ -198,7 +198,7 @@ class QueueDoor:
         if params.boolean(query, "_watch_", False):
             raise BadRequest("_watch_ needs a WebSocket connection (ws:// or wss://)")
         records = await queue.get(
-            request_id=query.get("requestId") or None,
+            request_id=params.request_id(query),
             index=params.integer(query, "_index_", 0),
             length=params.integer(query, "_length_", 1, low=1, high=MAX_GET_LENGTH),
             timeout=params.duration(query, "_timeout_", 5.0, limit=self.max_wait),
@@ -306,7 +306,10 @@ class QueueDoor:
                 task.cancel()
             # Closing the subscription also ends the pump's iteration: a cancellation can be
             # lost inside a store client (redis-py swallows one landing mid-connect).
-            await asyncio.shield(sub.close())
+            try:
+                await asyncio.shield(sub.close())
+            except Exception:  # the store is down: its lease will lapse instead
+                log.warning("closing watch of %s/%s failed", sub.gid, sub.uid, exc_info=True)
             _, stuck = await asyncio.wait({pump, listen}, timeout=self.stop_timeout)
             if stuck:
                 log.error("watch of %s/%s did not stop in %ss", sub.gid, sub.uid, self.stop_timeout)

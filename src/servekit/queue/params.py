@@ -40,6 +40,16 @@ def tags_of(query: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in query.items() if not is_reserved(k)}
 
 
+def request_id(query: Mapping[str, str]) -> str | None:
+    """``requestId``: it travels back in a response header, so printable ASCII, 1-256 long."""
+    raw = query.get("requestId")
+    if not raw:
+        return None
+    if len(raw) > 256 or not raw.isascii() or not raw.isprintable():
+        raise BadRequest("requestId must be 1 to 256 printable ASCII characters")
+    return raw
+
+
 def boolean(query: Mapping[str, str], name: str, default: bool) -> bool:
     raw = query.get(name)
     if raw is None or raw == "":

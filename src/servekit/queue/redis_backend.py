@@ -9,11 +9,13 @@ that survives a Redis restart. Requires the ``redis`` package (``pip install ser
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import orjson
 
+from servekit.errors import Unavailable
 from servekit.queue.backend import Backend, Superseded
 from servekit.queue.record import GroupInfo, Position, Record, Stats
 from servekit.queue.redis_lua import SCRIPTS
@@ -84,7 +86,8 @@ class RedisBackend(Backend):
                 ) from exc
             self._client = aioredis.Redis.from_url(self.url)
             self._owns_client = True
-            await self._client.ping()  # fail fast on a wrong URL; warm one connection
+            async with self._store_errors():
+                await self._client.ping()  # fail fast on a wrong URL; warm one connection
         if not self._scripts:
             self._scripts = {k: self._client.register_script(v) for k, v in SCRIPTS.items()}
 
@@ -97,7 +100,18 @@ class RedisBackend(Backend):
     async def _call(self, script: str, *args: Any) -> Any:
         if not self._scripts:
             await self.open()
-        return await self._scripts[script](keys=self._keys, args=list(args))
+        async with self._store_errors():
+            return await self._scripts[script](keys=self._keys, args=list(args))
+
+    @contextlib.asynccontextmanager
+    async def _store_errors(self) -> AsyncIterator[None]:
+        """Redis unreachable or timing out -> ``Unavailable`` (503): retry later."""
+        import redis.exceptions as rex
+
+        try:
+            yield
+        except (rex.ConnectionError, rex.TimeoutError) as exc:
+            raise Unavailable(f"queue store {self.url} unreachable: {exc}") from exc
 
     def _alive_prefix(self, gid: str) -> str:
         return f"{self._alive_base}{len(gid.encode())}:{gid}:"
@@ -120,18 +134,20 @@ class RedisBackend(Backend):
             await self.open()
         assert self._client is not None
         low = _id(start) if start > 0 else "-"
-        entries = await self._client.xrange(self._keys[0], low, "+", count=count)
+        async with self._store_errors():
+            entries = await self._client.xrange(self._keys[0], low, "+", count=count)
         return [_entry(e) for e in entries]
 
     async def find(self, request_id: str) -> Record | None:
         if self._client is None:
             await self.open()
         assert self._client is not None
-        index = await self._client.hget(self._keys[2], request_id)
-        if index is None:
-            return None
-        entry_id = _id(int(index))
-        entries = await self._client.xrange(self._keys[0], entry_id, entry_id)
+        async with self._store_errors():
+            index = await self._client.hget(self._keys[2], request_id)
+            if index is None:
+                return None
+            entry_id = _id(int(index))
+            entries = await self._client.xrange(self._keys[0], entry_id, entry_id)
         return _entry(entries[0]) if entries else None
 
     async def delete(self, indexes: Sequence[int]) -> list[int]:

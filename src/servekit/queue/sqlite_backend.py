@@ -149,7 +149,9 @@ class SqliteBackend(Backend):
                 room = max(0, min(room, max_length - length))
             indexes = []
             for row in rows[:room]:
-                cur = db.execute("INSERT INTO records(request_id, tags, data) VALUES (?, ?, ?)", row)
+                cur = db.execute(
+                    "INSERT INTO records(request_id, tags, data) VALUES (?, ?, ?)", row
+                )
                 assert cur.lastrowid is not None
                 indexes.append(cur.lastrowid)
             return indexes + [-1] * (len(rows) - room)

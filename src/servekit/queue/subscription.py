@@ -131,7 +131,9 @@ class Subscription:
         backend = self.service.backend
         if self._resend:
             self._resend = False
-            return await backend.held(self.gid, self.uid, self.token, self.window)
+            held = await backend.held(self.gid, self.uid, self.token, self.window)
+            if held:
+                return held
         return await backend.claim(self.gid, self.uid, self.token, self.window)
 
     async def commit(self, indexes: Iterable[int]) -> list[int]:
@@ -174,7 +176,9 @@ class Subscription:
         if task is not None:
             await asyncio.wait({task})
             if not task.cancelled() and task.exception() is not None:
-                log.debug("fetch ended with %r as %s/%s closed", task.exception(), self.gid, self.uid)
+                log.debug(
+                    "fetch ended with %r as %s/%s closed", task.exception(), self.gid, self.uid
+                )
 
     def _end(self) -> None:
         self._buffer.clear()

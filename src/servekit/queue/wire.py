@@ -157,7 +157,7 @@ def decode_frame(buf: bytes) -> DataFrame:
 def decode_list(buf: bytes) -> list[DataFrame]:
     """Parse a ``DataFrameListProto``."""
     frames = []
-    for number, kind, value in _fields(buf):
+    for number, _, value in _fields(buf):
         if number == 1 and isinstance(value, bytes):
             frames.append(decode_frame(value))
     return frames

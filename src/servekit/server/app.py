@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from collections.abc import Iterable
@@ -47,7 +48,8 @@ class App:
     ``token`` guards every route but liveness (``Authorization: Bearer <token>`` or the plain
     token); ``max_body_size`` bounds request bodies (413 beyond); ``drain_timeout`` is how
     long shutdown waits for queued work; ``tcp_port`` also opens the TCP frame door (0 picks
-    a free port, readable from ``app.tcp_port`` after startup). ``batching`` overrides every
+    a free port, readable from ``app.tcp_port`` after startup); ``freeze_gc`` moves what exists
+    once the models have loaded out of the garbage collector's scans. ``batching`` overrides every
     model's settings (e.g. ``max_batch_size=64``).
     """
 
@@ -60,6 +62,7 @@ class App:
         drain_timeout: float = 30.0,
         tcp_port: int | None = None,
         tcp_host: str = "127.0.0.1",
+        freeze_gc: bool = True,
         **batching: Any,
     ) -> None:
         self.registry = ModelRegistry()
@@ -73,6 +76,7 @@ class App:
         self.max_body_size = max_body_size
         self.drain_timeout = drain_timeout
         self.tcp_port = tcp_port
+        self.freeze_gc = freeze_gc
         self.tcp_host = tcp_host
         self.tcp: TcpDoor | None = None
         self.started = False
@@ -88,10 +92,20 @@ class App:
         for runtime in self.registry:
             await runtime.start()
             self._load_tasks.append(loop.create_task(runtime.load()))
+        if self.freeze_gc:
+            self._load_tasks.append(loop.create_task(self._freeze_gc_when_loaded()))
         if self.tcp_port is not None:
             self.tcp = TcpDoor(self.registry)
             self.tcp_port = await self.tcp.start(self.tcp_host, self.tcp_port)
             log.info("TCP door listening on %s:%d", self.tcp_host, self.tcp_port)
+
+    async def _freeze_gc_when_loaded(self) -> None:
+        # Everything loaded so far (weights, modules) lives for the whole process: moving it
+        # out of the collector's reach spares each full collection from scanning it, which
+        # is what set the tail latency under load (20 ms pauses every second or so).
+        await asyncio.gather(*self._load_tasks[:-1])
+        gc.collect()
+        gc.freeze()
 
     async def wait_loaded(self) -> None:
         """Wait until every model finished loading (successfully or not)."""

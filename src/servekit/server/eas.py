@@ -9,6 +9,7 @@ is one batch item.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -23,26 +24,32 @@ FORMATS = ("string", "tensorflow", "pytorch")
 _OCTETS = [(b"content-type", b"application/octet-stream")]
 
 
+Codec = Callable[[Any], bytes]
+
+
+def decode_body(runtime: ModelRuntime, body: bytes) -> tuple[Any, Codec]:
+    """The batch item for ``body`` in the model's ``eas_format``, and how to encode its result."""
+    fmt = runtime.model.eas_format
+    if fmt == "tensorflow":
+        feeds, fetches, _signature = eas.decode_tf_request(body)
+        return feeds, lambda result: eas.encode_tf_response(result, fetches)
+    if fmt == "pytorch":
+        tensors, output_filter = eas.decode_torch_request(body)
+        return tensors, lambda result: eas.encode_torch_response(result, output_filter)
+    if fmt == "string":
+        return body, _string_body
+    raise ModelError(
+        f"model '{runtime.model.name}' has eas_format {fmt!r}; expected one of {FORMATS}"
+    )
+
+
 async def predict(
     runtime: ModelRuntime, scope: Scope, receive: Receive, send: Send, body: bytes
 ) -> None:
     """Decode the body for the model's ``eas_format``, run it as one item, encode the reply."""
-    fmt = runtime.model.eas_format
-    if fmt == "tensorflow":
-        feeds, fetches, _signature = eas.decode_tf_request(body)
-        (result,) = await run_watching_disconnect(runtime, receive, [feeds], None)
-        await send_bytes(send, 200, eas.encode_tf_response(result, fetches), _OCTETS)
-    elif fmt == "pytorch":
-        tensors, output_filter = eas.decode_torch_request(body)
-        (result,) = await run_watching_disconnect(runtime, receive, [tensors], None)
-        await send_bytes(send, 200, eas.encode_torch_response(result, output_filter), _OCTETS)
-    elif fmt == "string":
-        (result,) = await run_watching_disconnect(runtime, receive, [body], None)
-        await send_bytes(send, 200, _string_body(result), _OCTETS)
-    else:
-        raise ModelError(
-            f"model '{runtime.model.name}' has eas_format {fmt!r}; expected one of {FORMATS}"
-        )
+    item, encode = decode_body(runtime, body)
+    (result,) = await run_watching_disconnect(runtime, receive, [item], None)
+    await send_bytes(send, 200, encode(result), _OCTETS)
 
 
 def _string_body(result: Any) -> bytes:
