@@ -100,6 +100,7 @@ class Batcher:
 
     async def close(self, timeout: float | None = 30.0) -> None:
         """Stop taking work, finish what is queued, then stop; after ``timeout`` fail the rest."""
+        self._drain_intake()  # submitted before close(): queued, so it is finished, not refused
         self._closing = True
         self._wake()
         if self._task is not None:
@@ -200,7 +201,9 @@ class Batcher:
         work.queued = n
         self._queued += n
         self._queue.append([work, 0, n])
-        if work.deadline is not None:
+        # Event-loop callers are answered at their deadline by the timer heap; thread callers
+        # time out by themselves, and expired items are dropped at dispatch either way.
+        if work.deadline is not None and work.future is not None:
             heapq.heappush(self._deadlines, (work.deadline, next(self._seq), work))
 
     def _drain_intake(self) -> None:
