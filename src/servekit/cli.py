@@ -41,6 +41,16 @@ def _parser() -> argparse.ArgumentParser:
         "--drain-timeout", type=float, default=30.0, help="seconds to finish work on shutdown"
     )
     serve.add_argument("--tcp-port", type=int, help="also serve length-prefixed JSON over TCP")
+    serve.add_argument(
+        "--queue",
+        action="store_true",
+        help="asynchronous inference: input queue <model> and sink <model>/sink",
+    )
+    serve.add_argument(
+        "--queue-url",
+        help="queue storage: sqlite://DIR (default ./servekit-queues) or redis://HOST:PORT/DB;"
+        " default $SERVEKIT_QUEUE_URL",
+    )
     serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
     return parser
 
@@ -56,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "drain_timeout": args.drain_timeout,
             "tcp_port": args.tcp_port,
             "tcp_host": args.host,
+            "queue": args.queue,
+            "queue_url": args.queue_url,
         }
         for key in ("max_batch_size", "max_latency_ms", "idle_batch_size", "max_queue_size"):
             value = getattr(args, key)

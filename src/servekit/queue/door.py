@@ -17,7 +17,8 @@ WS         ``_watch_=true _index_ _window_``           push records, one ``DataF
 =========  ==========================================  =============================================
 
 The consumer is ``X-EAS-QueueService-Redis-Uid`` in group ``X-EAS-QueueService-Redis-Gid``
-(default ``eas``). With a token, ``Authorization`` must carry it (raw or ``Bearer``), else 401.
+(default ``eas``). With a token, ``Authorization`` must carry it (raw, ``Bearer`` or an
+EAS signature), else 401.
 
 Mounting it in another ASGI app (how ``servekit serve --queue`` uses it)::
 
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
@@ -41,6 +41,7 @@ from typing import Any
 import orjson
 
 from servekit.errors import BadRequest, NotFound, PayloadTooLarge, ServekitError, Unauthorized
+from servekit.protocol.eas_auth import check_authorization
 from servekit.queue import params
 from servekit.queue.service import DEFAULT_GROUP, MAX_GET_LENGTH, MAX_WINDOW, QueueService
 from servekit.queue.subscription import Subscription
@@ -149,7 +150,7 @@ class QueueDoor:
     async def _http(self, scope: Scope, receive: Receive) -> Response:
         try:
             headers = dict(scope["headers"])
-            self._authorize(headers)
+            self._authorize(scope)
             queue = self._queue(scope["path"])
             query = params.parse_query(scope.get("query_string", b""))
             gid = headers.get(HEADER_GID, b"").decode("latin-1") or DEFAULT_GROUP
@@ -244,13 +245,14 @@ class QueueDoor:
 
     # -- shared ---------------------------------------------------------------------------
 
-    def _authorize(self, headers: Mapping[bytes, bytes]) -> None:
+    def _authorize(self, scope: Scope) -> None:
+        """Plain token, ``Bearer`` or the EAS signature (body-less check), in constant time."""
         if not self.token:
             return
-        given = headers.get(b"authorization", b"")
-        if given[:7].lower() == b"bearer ":
-            given = given[7:]
-        if not hmac.compare_digest(given.strip(), self.token.encode()):
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        if not check_authorization(
+            self.token, method=scope.get("method", "GET"), path=scope["path"], headers=headers
+        ):
             raise Unauthorized("missing or wrong token in the Authorization header")
 
     def _queue(self, path: str) -> QueueService:
@@ -267,7 +269,7 @@ class QueueDoor:
             return
         try:
             headers = dict(scope["headers"])
-            self._authorize(headers)
+            self._authorize(scope)
             queue = self._queue(scope["path"])
             query = params.parse_query(scope.get("query_string", b""))
             if not params.boolean(query, "_watch_", False):

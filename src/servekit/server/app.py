@@ -21,6 +21,8 @@ from servekit.errors import (
 from servekit.model import Model
 from servekit.protocol.eas_auth import check_authorization
 from servekit.protocol.v2 import server_metadata
+from servekit.queue.config import open_queue
+from servekit.queue.door import QueueDoor
 from servekit.server import eas as eas_route
 from servekit.server import v2
 from servekit.server.asgi import (
@@ -32,6 +34,7 @@ from servekit.server.asgi import (
     send_error,
     send_json,
 )
+from servekit.server.async_inference import AsyncInference, queue_names
 from servekit.server.metrics import render_metrics
 from servekit.server.runtime import ModelRegistry, ModelRuntime
 from servekit.server.tcp import TcpDoor
@@ -50,7 +53,9 @@ class App:
     long shutdown waits for queued work; ``tcp_port`` also opens the TCP frame door (0 picks
     a free port, readable from ``app.tcp_port`` after startup); ``freeze_gc`` moves what exists
     once the models have loaded out of the garbage collector's scans. ``batching`` overrides every
-    model's settings (e.g. ``max_batch_size=64``).
+    model's settings (e.g. ``max_batch_size=64``). ``queue=True`` (or a ``queue_url``) gives each
+    model an input queue ``<name>`` and a sink ``<name>/sink`` served at ``/api/predict/…`` in
+    the EAS queue protocol, consumed through the batcher (asynchronous inference).
     """
 
     def __init__(
@@ -63,6 +68,9 @@ class App:
         tcp_port: int | None = None,
         tcp_host: str = "127.0.0.1",
         freeze_gc: bool = True,
+        queue: bool = False,
+        queue_url: str | None = None,
+        queue_window: int = 64,
         **batching: Any,
     ) -> None:
         self.registry = ModelRegistry()
@@ -77,10 +85,23 @@ class App:
         self.drain_timeout = drain_timeout
         self.tcp_port = tcp_port
         self.freeze_gc = freeze_gc
+        self.queue_door: QueueDoor | None = None
+        self.consumers: list[AsyncInference] = []
+        if queue or queue_url:
+            self._make_queues(queue_url, queue_window)
         self.tcp_host = tcp_host
         self.tcp: TcpDoor | None = None
         self.started = False
         self._load_tasks: list[asyncio.Task[None]] = []
+
+    def _make_queues(self, url: str | None, window: int) -> None:
+        queues = {}
+        for runtime in self.registry:
+            input_name, sink_name = queue_names(runtime)
+            inputs, sink = open_queue(input_name, url), open_queue(sink_name, url)
+            queues[input_name], queues[sink_name] = inputs, sink
+            self.consumers.append(AsyncInference(runtime, inputs, sink, window=window))
+        self.queue_door = QueueDoor(queues, token=self.token)
 
     # ------------------------------------------------------------------ lifecycle
     async def startup(self) -> None:
@@ -94,6 +115,10 @@ class App:
             self._load_tasks.append(loop.create_task(runtime.load()))
         if self.freeze_gc:
             self._load_tasks.append(loop.create_task(self._freeze_gc_when_loaded()))
+        if self.queue_door is not None:
+            await self.queue_door.startup()
+            for consumer in self.consumers:
+                await consumer.start()
         if self.tcp_port is not None:
             self.tcp = TcpDoor(self.registry)
             self.tcp_port = await self.tcp.start(self.tcp_host, self.tcp_port)
@@ -115,7 +140,11 @@ class App:
         """Refuse new work (503), let queued work finish, then stop."""
         if self.tcp is not None:
             await self.tcp.close()
+        # queue consumers first: what they took is finished and committed, the rest stays queued
+        await asyncio.gather(*(consumer.stop() for consumer in self.consumers))
         await asyncio.gather(*(rt.stop(self.drain_timeout) for rt in self.registry))
+        if self.queue_door is not None:
+            await self.queue_door.shutdown()
 
     @property
     def ready(self) -> bool:
@@ -125,7 +154,12 @@ class App:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            if self.queue_door is not None and self.queue_door.owns(scope["path"]):
+                await self.queue_door.handle(scope, receive, send)
+            else:
+                await self._http(scope, receive, send)
+        elif kind == "websocket" and self.queue_door is not None:
+            await self.queue_door.handle(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
