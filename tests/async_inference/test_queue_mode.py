@@ -1,0 +1,162 @@
+"""Asynchronous inference: put work in a model's queue, collect answers from its sink."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from async_inference.slow_models import Shout
+from servekit.client import QueueClient
+from servekit.server import App
+from support.redis_server import RedisServer, free_port, wait_until
+from support.servers import LiveServer
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+
+class GatedShout(Shout):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.gate.set()
+        self.batch_sizes: list[int] = []
+
+    def predict(self, batch: list[bytes]) -> list[object]:
+        self.gate.wait(10)
+        self.batch_sizes.append(len(batch))
+        return super().predict(batch)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def queue_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path / 'queues'}"
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return server.url.replace("/0", f"/{1 + hash(tmp_path) % 14}")
+
+
+@pytest.fixture
+def served(queue_url: str) -> Iterator[tuple[LiveServer, GatedShout]]:
+    model = GatedShout()
+    app = App([model], queue_url=queue_url, token="tok")
+    live = LiveServer(app).start()
+    live.call(app.wait_loaded())
+    yield live, model
+    model.gate.set()
+    live.stop()
+
+
+_open_clients: list[QueueClient] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _open_clients:
+        _open_clients.pop().close()
+
+
+def client_for(live: LiveServer, queue: str) -> QueueClient:
+    client = QueueClient(f"127.0.0.1:{live.port}", queue)
+    client.set_token("tok")
+    client.init()
+    _open_clients.append(client)
+    return client
+
+
+def collect(sink: QueueClient, request_id: str) -> tuple[bytes, dict[str, str]]:
+    frames = sink.get(request_id=request_id, timeout="10s")
+    assert frames, f"no answer for {request_id} in the sink"
+    return frames[0].data, frames[0].tags
+
+
+def test_put_then_get_the_answer_by_request_id(served: tuple[LiveServer, GatedShout]) -> None:
+    live, _ = served
+    inputs, sink = client_for(live, "shout"), client_for(live, "shout/sink")
+    index, request_id = inputs.put(b"hello queue")
+    assert index >= 1
+    data, tags = collect(sink, request_id)
+    assert data == b"HELLO QUEUE" and tags["status"] == "200"
+    wait_until(lambda: inputs.attributes()["stream.length"] == "0", 10, "input committed")
+
+
+def test_records_are_batched_and_a_bad_record_fails_alone(
+    served: tuple[LiveServer, GatedShout],
+) -> None:
+    live, model = served
+    model.gate.clear()
+    inputs, sink = client_for(live, "shout"), client_for(live, "shout/sink")
+    ids = [inputs.put(f"item {i}".encode())[1] for i in range(12)]
+    bad_id = inputs.put(b"boom")[1]
+    time.sleep(0.3)  # let the consumer take a window of records while the model is held
+    model.gate.set()
+    for i, request_id in enumerate(ids):
+        data, tags = collect(sink, request_id)
+        assert data == f"ITEM {i}".encode() and tags["status"] == "200"
+    data, tags = collect(sink, bad_id)
+    assert tags["status"] == "500" and b"boom record" in data
+    assert max(model.batch_sizes) > 1
+
+
+def test_v2_routes_keep_answering_synchronously(served: tuple[LiveServer, GatedShout]) -> None:
+    live, _ = served
+    reply = httpx.get(f"{live.url}/v2/models/shout", headers={"Authorization": "Bearer tok"})
+    assert reply.status_code == 200 and reply.json()["name"] == "shout"
+    assert httpx.post(f"{live.url}/api/predict/shout", content=b"x").status_code == 401
+
+
+def test_server_killed_mid_batch_loses_no_record(tmp_path: Path) -> None:
+    """SIGKILL the server while it works; after a restart every record gets answered."""
+    port = free_port()
+    queues = f"sqlite://{tmp_path / 'queues'}"
+    command = [
+        sys.executable, "-m", "servekit", "serve", "tests/async_inference/slow_models.py:Shout",
+        "--port", str(port), "--queue", "--queue-url", queues, "--max-batch-size", "4",
+        "--log-level", "warning",
+    ]  # fmt: skip
+    env = {**os.environ, "SHOUT_DELAY_S": "0.05"}
+
+    def start() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+        wait_until(lambda: _ready(port, proc), 30, "servekit serve --queue ready")
+        return proc
+
+    proc = start()
+    endpoint = f"127.0.0.1:{port}"
+    inputs, sink = QueueClient(endpoint, "shout"), QueueClient(endpoint, "shout/sink")
+    inputs.init()
+    sink.init()
+    _open_clients.extend([inputs, sink])
+    ids = [inputs.put(f"record {i}".encode())[1] for i in range(40)]
+    wait_until(lambda: int(sink.attributes()["stream.length"]) >= 4, 20, "some answers")
+    proc.send_signal(signal.SIGKILL)  # mid-work: records taken but not yet answered
+    proc.wait(10)
+    proc = start()
+    try:
+        answers = {}
+        for i, request_id in enumerate(ids):
+            frames = sink.get(request_id=request_id, timeout="20s")
+            assert frames, f"record {i} ({request_id}) was lost"
+            answers[request_id] = frames[0].data
+        assert answers == {rid: f"RECORD {i}".encode() for i, rid in enumerate(ids)}
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def _ready(port: int, proc: subprocess.Popen[bytes]) -> bool:
+    assert proc.poll() is None, "servekit serve exited early"
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
