@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import threading
 import time
@@ -11,12 +10,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-import uvicorn
 
 from servekit import HttpClient, HttpMessage, RequestHandler, http_server
 from servekit.client import HTTPStatusError
 from servekit.codecs import decode_numpy, encode_numpy
 from servekit.errors import BadRequest
+from support.servers import LiveServer
 
 
 class Doubler(RequestHandler):
@@ -43,22 +42,10 @@ class Doubler(RequestHandler):
 def served() -> Iterator[tuple[str, Doubler]]:
     handler = Doubler()
     app = http_server(name="doubler", handler=handler, max_batch_size=16, max_time_on_queue=0.001)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(
-        uvicorn.Config(app, loop="uvloop", http="httptools", log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])))
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.005)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}", handler
+    live = LiveServer(app).start()
+    yield live.url, handler
     handler.gate.set()
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    live.stop()
 
 
 def test_message_round_trips_through_the_server(served: tuple[str, Doubler]) -> None:
@@ -131,3 +118,70 @@ def test_bytes_elements_travel_as_base64_and_come_back_as_bytes() -> None:
     message = HttpMessage(data=[b"\x00\xffraw", "text", 3])
     parsed = HttpMessage.from_bytes(message.to_bytes())
     assert parsed.data == [b"\x00\xffraw", "text", 3]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_scrape_mode_serves_prometheus_metrics_on_its_own_port() -> None:
+    import httpx
+
+    port = _free_port()
+    app = http_server(name="scraped", handler=Doubler(), metrics_mode="scrape", metrics_port=port)
+    live = LiveServer(app).start()
+    try:
+        with HttpClient(live.url) as client:
+            client.post(HttpMessage(data=[np.ones(2)]).encode(encode_numpy))
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        assert 'servekit_requests_total{model="scraped"} 1.0' in text
+    finally:
+        live.stop()
+
+
+def test_push_mode_pushes_to_a_gateway_every_interval() -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    pushed: list[tuple[str, bytes]] = []
+    arrived = threading.Event()
+
+    class Gateway(BaseHTTPRequestHandler):
+        def do_PUT(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            pushed.append((self.path, body))
+            arrived.set()
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    gateway = ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
+    gateway_thread = threading.Thread(target=gateway.serve_forever)
+    gateway_thread.start()
+    app = http_server(
+        name="pushed",
+        handler=Doubler(),
+        metrics_mode="push",
+        metrics_host="127.0.0.1",
+        metrics_port=gateway.server_address[1],
+        metrics_interval=0.05,
+    )
+    live = LiveServer(app).start()
+    try:
+        assert arrived.wait(10), "nothing was pushed to the gateway"
+        path, body = pushed[0]
+        assert path == "/metrics/job/pushed"
+        assert b"servekit_requests_total" in body
+    finally:
+        live.stop()
+        gateway.shutdown()
+        gateway_thread.join(10)
+        gateway.server_close()
+
+
+def test_unknown_metrics_mode_is_refused_clearly() -> None:
+    with pytest.raises(BadRequest, match="metrics_mode must be one of"):
+        http_server(name="x", handler=Doubler(), metrics_mode="sometimes")

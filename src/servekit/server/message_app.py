@@ -86,6 +86,7 @@ class MessageApp:
         if self._metrics_server is not None:
             server, thread = self._metrics_server
             server.shutdown()
+            server.server_close()
             thread.join(5)
         await self.runtime.stop(30.0)
 
