@@ -51,6 +51,8 @@ class HTTPStatusError(ClientError):
 
 class ConnectError(ClientError):
     status = 503
+    #: False when the request never left this machine (no connection): safe to resend.
+    sent = True
 
     @property
     def retryable(self) -> bool:

@@ -277,9 +277,13 @@ class Transport:
             if self._ssl is not None:
                 sock = self._ssl.wrap_socket(sock, server_hostname=self.host)
         except TimeoutError:
-            raise ConnectError(f"{self.base_url}: timed out connecting") from None
+            error = ConnectError(f"{self.base_url}: timed out connecting")
+            error.sent = False
+            raise error from None
         except OSError as exc:
-            raise ConnectError(f"{self.base_url}: cannot connect: {exc}") from exc
+            error = ConnectError(f"{self.base_url}: cannot connect: {exc}")
+            error.sent = False
+            raise error from exc
         return _Connection(sock)
 
     def _exchange(

@@ -10,7 +10,8 @@
         client.commit(frame.index)
     watcher.close()
 
-HTTP goes through ``httpx``; the watch WebSocket through ``websockets``' sync client. Errors are
+HTTP goes through servekit's shared transport (pooled keep-alive connections); the watch
+WebSocket through ``websockets``' sync client. Errors are
 ``ClientError``s (``PredictException`` to EAS users, with ``.code``) that are also the matching
 ``servekit.errors`` class: ``QueueFull`` (429), ``NotFound`` (404), ``Unauthorized`` (401),
 ``BadRequest`` (400), ``PayloadTooLarge`` (413), ``Unavailable`` (503); ``ConnectError`` when
@@ -27,12 +28,13 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
+import orjson
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from servekit import errors
 from servekit.client._errors import ConnectError, HTTPStatusError, _server_message
+from servekit.client._transport import Response, Retry, Transport
 from servekit.queue.wire import DataFrame, WireError, decode_frame, decode_list
 
 __all__ = ["DataFrame", "QueueClient", "Watcher"]
@@ -107,7 +109,7 @@ class QueueClient:
         self.timeout = 5000  # milliseconds, as in the EAS SDK
         self.retry_count = 3
         self.logger: logging.Logger | None = logging.getLogger("servekit.client.queue")
-        self._http: httpx.Client | None = None
+        self._http: Transport | None = None
 
     # -- settings (EAS SDK names) ---------------------------------------------------------
 
@@ -129,7 +131,8 @@ class QueueClient:
         self.uid = uid or str(uuid.uuid4())
         self.gid = gid or "eas"
         if self._http is None:
-            self._http = httpx.Client(http2=False)
+            # retries are this client's own (a put is resent only if it never left)
+            self._http = Transport(self._base_url(), retry=Retry(attempts=1))
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -166,28 +169,29 @@ class QueueClient:
         query: Mapping[str, Any],
         body: bytes | None = None,
         wait: float = 0.0,
-    ) -> httpx.Response:
+    ) -> Response:
         if self._http is None:
             self.init(self.uid, self.gid)
         assert self._http is not None
-        url = self._url(query)
+        encoded = urlencode({k: str(v) for k, v in query.items()})
+        path = f"?{encoded}" if encoded else ""
         timeout = max(self.timeout / 1000.0, wait + 5.0)
         for attempt in range(self.retry_count + 1):
             try:
-                response = self._http.request(
-                    method, url, content=body, headers=self._headers(), timeout=timeout
+                response = self._http.send(
+                    method, path, body or b"", self._headers(), timeout=timeout
                 )
-            except httpx.TransportError as exc:
+            except ConnectError as exc:
                 # a put is retried only if it never reached the server
-                retry = method != "POST" or isinstance(exc, httpx.ConnectError)
+                retry = method != "POST" or not exc.sent
                 if not retry or attempt == self.retry_count:
-                    raise ConnectError(f"{method} {url}: {exc}") from exc
+                    raise ConnectError(f"{method} {self._url(query)}: {exc.message}") from exc
                 if self.logger:
-                    self.logger.debug("%s %s failed (%s), retrying", method, url, exc)
+                    self.logger.debug("%s %s failed (%s), retrying", method, path, exc)
                 time.sleep(min(0.05 * 2**attempt, 1.0))
                 continue
-            if response.status_code // 100 != 2:
-                raise _error(response.status_code, response.content)
+            if response.status // 100 != 2:
+                raise _error(response.status, response.body)
             return response
         raise AssertionError("unreachable")
 
@@ -205,7 +209,7 @@ class QueueClient:
         if request_id:
             query["requestId"] = request_id
         response = self._request("POST", query, body)
-        return int(response.text), response.headers[HEADER_REQUEST_ID]
+        return int(response.body), response.headers[HEADER_REQUEST_ID.lower()]
 
     def get(
         self,
@@ -228,29 +232,30 @@ class QueueClient:
             query["requestId"] = request_id
         response = self._request("GET", query, wait=_seconds(timeout))
         try:
-            return decode_list(response.content)
+            return decode_list(response.body)
         except WireError as exc:
             raise _Status(f"server sent an invalid DataFrameListProto: {exc}", status=502) from exc
 
     def attributes(self) -> dict[str, str]:
         """The queue's attributes (``stream.length``, ``stream.lastEntry``, …)."""
-        return dict(self._request("GET", {"_attrs_": "true"}).json())
+        return dict(orjson.loads(self._request("GET", {"_attrs_": "true"}).body))
 
     def search(self, index: int) -> dict[str, Any]:
         """``{ConsumerId, IsPending, WaitCount}`` of record ``index`` for this client's group."""
-        return dict(self._request("GET", {"_search_": "true", "_index_": index}).json())
+        query = {"_search_": "true", "_index_": index}
+        return dict(orjson.loads(self._request("GET", query).body))
 
     def truncate(self, index: int) -> str:
         """Drop every record before ``index``."""
-        return self._request("DELETE", {"_index_": index, "_trunc_": "true"}).text
+        return self._request("DELETE", {"_index_": index, "_trunc_": "true"}).body.decode()
 
     def delete(self, index: int | list[int]) -> str:
         """Delete one record or a list of records."""
-        return self._request("DELETE", {"_indexes_": _indexes(index)}).text
+        return self._request("DELETE", {"_indexes_": _indexes(index)}).body.decode()
 
     def commit(self, index: int | list[int]) -> str:
         """Commit one record or a list of records for this client's group."""
-        return self._request("PUT", {"_indexes_": _indexes(index)}).text
+        return self._request("PUT", {"_indexes_": _indexes(index)}).body.decode()
 
     def watch(
         self,
