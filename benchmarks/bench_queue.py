@@ -72,6 +72,7 @@ MODEL = "echo"
 PUT_TARGET = 5_000  # records/s, SQLite
 CONSUME_TARGET = 2_000  # records/s consumed and committed, SQLite
 REDIS_FACTOR = 2.0  # Redis at least this many times SQLite
+BLOCK = 25  # latency: asynchronous and v2 records alternate in blocks of this many
 
 
 class Echo(servekit.Model):
@@ -221,9 +222,9 @@ class Backends:
         name = f"bench-{self.kind}-{self.count}-{os.getpid()}"
         return QueueService(self.backend(name), name=name)
 
-    def store_cpu(self) -> float:
-        """CPU used so far by the store's own process (0 for embedded SQLite)."""
-        return self.redis.cpu_seconds() if self.kind == "redis" and self.redis else 0.0
+    def store_cpu(self) -> float | None:
+        """CPU used so far by the store's own process (None: SQLite is in this process)."""
+        return self.redis.cpu_seconds() if self.kind == "redis" and self.redis else None
 
 
 async def bounded(work: Awaitable[Any], seconds: float) -> bool:
@@ -235,13 +236,19 @@ async def bounded(work: Awaitable[Any], seconds: float) -> bool:
     return True
 
 
-def _rate(done: int, seconds: float, cpu: float, store_cpu: float, finished: bool) -> dict:
+def _since(now: float | None, then: float | None) -> float | None:
+    return None if now is None or then is None else now - then
+
+
+def _rate(done: int, seconds: float, cpu: float, store_cpu: float | None, finished: bool) -> dict:
     return {
         "records": done,
         "seconds": round(seconds, 3),
         "per_second": round(done / seconds) if seconds > 0 else 0,
         "cpu_us_per_record": round(1e6 * cpu / done, 1) if done else None,
-        "store_cpu_us_per_record": round(1e6 * store_cpu / done, 1) if done else None,
+        "store_cpu_us_per_record": (
+            round(1e6 * store_cpu / done, 1) if done and store_cpu is not None else None
+        ),
         "complete": finished,
     }
 
@@ -263,7 +270,11 @@ async def put_rate(
     finished = await bounded(asyncio.gather(*(producer(c) for c in share)), limit)
     seconds = time.perf_counter() - started
     return _rate(
-        done, seconds, time.process_time() - cpu, b.store_cpu() - store, finished and done == n
+        done,
+        seconds,
+        time.process_time() - cpu,
+        _since(b.store_cpu(), store),
+        finished and done == n,
     )
 
 
@@ -286,7 +297,7 @@ async def consume_rate(
     started = time.perf_counter()
     finished = await bounded(asyncio.gather(*(consumer(s) for s in subs)), limit)
     seconds = time.perf_counter() - started
-    cpu, store = time.process_time() - cpu, b.store_cpu() - store
+    cpu, store = time.process_time() - cpu, _since(b.store_cpu(), store)
     for sub in subs:
         await sub.close()
     return _rate(done, seconds, cpu, store, finished and done >= n)
@@ -363,7 +374,11 @@ def door_latency(make: Callable[[], QueueService], s: Settings, payload: bytes) 
 
 
 def async_inference_latency(queue_url: str, s: Settings) -> dict:
-    """Light load: one record at a time through ``servekit serve --queue``; v2 interleaved."""
+    """Light load through ``servekit serve --queue``: one record at a time, v2 alongside.
+
+    After warm-up, the two alternate in blocks of ``BLOCK`` records: a v2 request right after
+    an asynchronous one would share the server with that record's trailing input commit.
+    """
     import httpx
 
     from servekit.client import QueueClient
@@ -382,39 +397,48 @@ def async_inference_latency(queue_url: str, s: Settings) -> dict:
         inputs.init(uid="bench-producer", gid="bench")
         sink.init(uid="bench-collector", gid="bench")
         infer_url = f"http://{endpoint}/v2/models/{MODEL}/infer"
-        stop = time.monotonic() + s.limit
+        http = httpx.Client()
+
+        def async_one(i: int, payload: bytes) -> tuple[float, float]:
+            began = time.perf_counter()
+            _, request_id = inputs.put(payload)
+            was_put = time.perf_counter()
+            frames = sink.get(request_id=request_id, timeout="5s")
+            ended = time.perf_counter()
+            if not frames or frames[0].data != payload:
+                got = frames[0].data[:40] if frames else "nothing"
+                raise RuntimeError(f"async record {i}: wrong answer from the sink: {got!r}")
+            if frames[0].tags.get("status") != "200":
+                raise RuntimeError(f"async record {i}: answered with tags {frames[0].tags}")
+            return ended - began, was_put - began
+
+        def sync_one(i: int, payload: bytes) -> float:
+            text = payload.decode()
+            tensor = {"name": "input-0", "shape": [1], "datatype": "BYTES", "data": [text]}
+            began = time.perf_counter()
+            reply = http.post(infer_url, json={"inputs": [tensor]})
+            ended = time.perf_counter()
+            reply.raise_for_status()
+            if reply.json()["outputs"][0]["data"] != [text]:
+                raise RuntimeError(f"v2 infer {i}: the answer is not the input")
+            return ended - began
+
         try:
-            with httpx.Client() as http:
-                for i, payload in enumerate(payloads):
-                    began = time.perf_counter()
-                    _, request_id = inputs.put(payload)
-                    was_put = time.perf_counter()
-                    frames = sink.get(request_id=request_id, timeout="5s")
-                    ended = time.perf_counter()
-                    if not frames or frames[0].data != payload:
-                        got = frames[0].data[:40] if frames else "nothing"
-                        raise RuntimeError(f"async record {i}: wrong answer from the sink: {got!r}")
-                    if frames[0].tags.get("status") != "200":
-                        raise RuntimeError(f"async record {i}: status {frames[0].tags}")
-                    text = payload.decode()
-                    body = {
-                        "inputs": [
-                            {"name": "input-0", "shape": [1], "datatype": "BYTES", "data": [text]}
-                        ]
-                    }
-                    sync_began = time.perf_counter()
-                    reply = http.post(infer_url, json=body)
-                    sync_ended = time.perf_counter()
-                    reply.raise_for_status()
-                    if reply.json()["outputs"][0]["data"] != [text]:
-                        raise RuntimeError(f"v2 infer {i}: the answer is not the input")
-                    if i >= s.warmup:
-                        e2e.append(ended - began)
-                        put.append(was_put - began)
-                        sync.append(sync_ended - sync_began)
-                    if time.monotonic() > stop:
-                        break
+            for i, payload in enumerate(payloads[: s.warmup]):
+                async_one(i, payload)
+                sync_one(i, payload)
+            stop = time.monotonic() + s.limit
+            for first in range(s.warmup, count, BLOCK):
+                block = list(enumerate(payloads))[first : first + BLOCK]
+                for i, payload in block:
+                    total, putting = async_one(i, payload)
+                    e2e.append(total)
+                    put.append(putting)
+                sync.extend(sync_one(i, payload) for i, payload in block)
+                if time.monotonic() > stop:
+                    break
         finally:
+            http.close()
             inputs.close()
             sink.close()
     return {
@@ -561,6 +585,15 @@ def report(results: dict[str, dict], s: Settings, quick: bool, redis_version: st
             + ", ".join(f"{p} {r:.2f}x" for p, r in ratios.items())
             + ")"
         )
+    busy = []
+    for k in kinds:
+        for phase in ("put_concurrent", "consume_1"):
+            figures = results[k].get(phase, {})
+            if figures.get("cpu_us_per_record") is not None:
+                share = figures["cpu_us_per_record"] * figures["per_second"] / 1e6
+                busy.append(f"{k} {phase} {100 * share:.0f}%")
+    if busy:
+        notes.append("this process's CPU, in % of one core: " + ", ".join(busy))
     for k in kinds:
         if "async_e2e" in results[k]:
             notes.append(
