@@ -30,6 +30,7 @@ from servekit.server.asgi import (
     Scope,
     Send,
     read_body,
+    run_lifespan,
     send_bytes,
     send_error,
     send_json,
@@ -161,22 +162,7 @@ class App:
         elif kind == "websocket" and self.queue_door is not None:
             await self.queue_door.handle(scope, receive, send)
         elif kind == "lifespan":
-            await self._lifespan(receive, send)
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.startup()
-                except Exception as exc:  # report to the server, which exits
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+            await run_lifespan(receive, send, self.startup, self.shutdown)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:

@@ -83,3 +83,25 @@ async def send_error(send: Send, error: ServekitError) -> None:
     headers = [(b"content-type", JSON)]
     headers.extend((k.encode(), v.encode()) for k, v in error.headers().items())
     await send_bytes(send, error.status, orjson.dumps({"error": error.message}), headers)
+
+
+async def run_lifespan(
+    receive: Receive,
+    send: Send,
+    startup: Callable[[], Awaitable[None]],
+    shutdown: Callable[[], Awaitable[None]],
+) -> None:
+    """Answer the ASGI lifespan protocol; a failing startup is reported, and the server exits."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
+                await startup()
+            except Exception as exc:  # report to the server, which exits
+                await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                return
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await shutdown()
+            await send({"type": "lifespan.shutdown.complete"})
+            return

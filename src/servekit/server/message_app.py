@@ -14,7 +14,16 @@ from servekit.errors import BadRequest, Cancelled, ModelError, ServekitError
 from servekit.handler import RequestHandler
 from servekit.messages import HttpMessage
 from servekit.model import Model
-from servekit.server.asgi import Receive, Scope, Send, read_body, send_bytes, send_error, send_json
+from servekit.server.asgi import (
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    run_lifespan,
+    send_bytes,
+    send_error,
+    send_json,
+)
 from servekit.server.metrics import metrics_registry, render_metrics
 from servekit.server.runtime import ModelRuntime
 
@@ -56,7 +65,7 @@ class MessageApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await run_lifespan(receive, send, self.startup, self.shutdown)
         elif scope["type"] == "http":
             try:
                 await self._http(scope, receive, send)
@@ -103,17 +112,6 @@ class MessageApp:
                 )
             except OSError as exc:  # the gateway being down must not stop serving
                 log.warning("pushing metrics to %s failed: %s", gateway, exc)
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await self.startup()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path, method = scope["path"], scope["method"]
