@@ -128,3 +128,28 @@ def test_garbage_protobuf_gets_a_clear_400_and_the_server_keeps_serving(
 def test_unknown_service_is_404(open_server: LiveServer) -> None:
     reply = httpx.post(f"{open_server.url}/api/predict/nope", content=b"x")
     assert reply.status_code == 404 and "nope" in reply.json()["error"]
+
+
+def test_servekit_predict_client_against_the_real_server(token_server: LiveServer) -> None:
+    from servekit.client import PredictClient, StringRequest, TFRequest, TorchRequest
+
+    def client(service: str) -> PredictClient:
+        made = PredictClient(f"127.0.0.1:{token_server.port}", service)
+        made.set_token("s3cret-token")
+        made.init()
+        return made
+
+    shout, double, square = client("shout"), client("double_tf"), client("square_torch")
+    assert shout.predict(StringRequest(b"quiet")).response_data == b"QUIET"
+    tf = TFRequest("serving_default")
+    tf.add_feed("x", [1, 3], TFRequest.DT_FLOAT, [1.0, 2.0, 3.0])
+    tf.add_fetch("doubled")
+    tf_reply = double.predict(tf)
+    assert tf_reply.get_tensor_shape("doubled") == [1, 3]
+    assert list(tf_reply.get_values("doubled")) == [2.0, 4.0, 6.0]
+    torch = TorchRequest()
+    torch.add_feed(0, [2], TorchRequest.DT_FLOAT, [3.0, 4.0])
+    torch_reply = square.predict(torch)
+    assert list(torch_reply.get_values(0)) == [9.0, 16.0]
+    for made in (shout, double, square):
+        made.close()
