@@ -15,15 +15,21 @@ from servekit.client.eas import (
     TorchRequest,
     TorchResponse,
 )
+from servekit.client.message_client import HttpClient
 from servekit.client.queue_client import QueueClient
+from servekit.client.tcp import TcpClient
+from servekit.client.v2 import AsyncClient, Client
 
 __all__ = [
     "ENDPOINT_TYPE_DEFAULT",
     "ENDPOINT_TYPE_DIRECT",
     "ENDPOINT_TYPE_GATEWAY",
+    "AsyncClient",
+    "Client",
     "ClientError",
     "ConnectError",
     "HTTPStatusError",
+    "HttpClient",
     "PredictClient",
     "PredictException",
     "QueueClient",
@@ -34,6 +40,7 @@ __all__ = [
     "StringResponse",
     "TFRequest",
     "TFResponse",
+    "TcpClient",
     "TorchRequest",
     "TorchResponse",
     "Transport",
