@@ -13,13 +13,14 @@ With 1 KiB records, for each backend:
 * **asynchronous inference end to end** at light load: ``servekit serve bench_queue.py:Echo
   --queue --queue-url <backend>`` as a subprocess; one record at a time,
   ``QueueClient.put`` into ``echo`` then ``QueueClient.get(request_id=…, timeout="5s")`` from
-  ``echo/sink``; every answer is checked against the record sent. Interleaved with it, record
-  by record, a synchronous ``POST /v2/models/echo/infer`` (JSON, one BYTES element of the
+  ``echo/sink``; every answer is checked against the record sent. Alternating with it in
+  blocks of 25, a synchronous ``POST /v2/models/echo/infer`` (JSON, one BYTES element of the
   same 1 KiB) on the same server, as the reference.
 
 Throughput phases run ``rounds`` times, the backends alternating; the table shows medians
 (every round is in the JSON). CPU per record is this process's (``process_time``: the
-asyncio side, plus SQLite's worker thread) and, for Redis, the ``redis-server``'s.
+asyncio side, plus SQLite's worker thread) and, for Redis, the ``redis-server``'s; the notes
+give the share of each phase's wall time the event-loop thread was on CPU (``thread_time``).
 Redis runs as a private ``redis-server`` on a free loopback port (``--save ''
 --appendonly yes --appendfsync everysec``, in a temporary directory). Every phase is bounded
 in count and in time; every process started here is stopped. ``--profile`` also records
@@ -240,6 +241,28 @@ def _since(now: float | None, then: float | None) -> float | None:
     return None if now is None or then is None else now - then
 
 
+class Clocks:
+    """Wall time, CPU of this process, of its event-loop thread and of the store's process."""
+
+    def __init__(self, b: Backends) -> None:
+        self.b = b
+        self.wall, self.cpu, self.loop = (
+            time.perf_counter(),
+            time.process_time(),
+            time.thread_time(),
+        )
+        self.store = b.store_cpu()
+
+    def rate(self, done: int, finished: bool) -> dict:
+        seconds = time.perf_counter() - self.wall
+        loop = time.thread_time() - self.loop
+        cpu = time.process_time() - self.cpu
+        store = _since(self.b.store_cpu(), self.store)
+        figures = _rate(done, seconds, cpu, store, finished)
+        figures["loop_busy"] = round(loop / seconds, 3) if seconds > 0 else None
+        return figures
+
+
 def _rate(done: int, seconds: float, cpu: float, store_cpu: float | None, finished: bool) -> dict:
     return {
         "records": done,
@@ -265,17 +288,9 @@ async def put_rate(
             done += 1
 
     share = [n // producers + (1 if i < n % producers else 0) for i in range(producers)]
-    cpu, store = time.process_time(), b.store_cpu()
-    started = time.perf_counter()
+    clocks = Clocks(b)
     finished = await bounded(asyncio.gather(*(producer(c) for c in share)), limit)
-    seconds = time.perf_counter() - started
-    return _rate(
-        done,
-        seconds,
-        time.process_time() - cpu,
-        _since(b.store_cpu(), store),
-        finished and done == n,
-    )
+    return clocks.rate(done, finished and done == n)
 
 
 async def consume_rate(
@@ -293,14 +308,12 @@ async def consume_rate(
                 for other in subs:
                     await other.close()
 
-    cpu, store = time.process_time(), b.store_cpu()
-    started = time.perf_counter()
+    clocks = Clocks(b)
     finished = await bounded(asyncio.gather(*(consumer(s) for s in subs)), limit)
-    seconds = time.perf_counter() - started
-    cpu, store = time.process_time() - cpu, _since(b.store_cpu(), store)
+    figures = clocks.rate(done, finished and done >= n)
     for sub in subs:
         await sub.close()
-    return _rate(done, seconds, cpu, store, finished and done >= n)
+    return figures
 
 
 async def throughput(b: Backends, s: Settings, payload: bytes) -> dict:
@@ -511,9 +524,9 @@ def summarize_rounds(rounds: list[dict]) -> dict:
     for phase in THROUGHPUT:
         runs = [r[phase] for r in rounds]
         merged: dict[str, Any] = {}
-        for key in ("per_second", "cpu_us_per_record", "store_cpu_us_per_record"):
+        for key in ("per_second", "cpu_us_per_record", "store_cpu_us_per_record", "loop_busy"):
             values = [r[key] for r in runs if r.get(key) is not None]
-            merged[key] = round(median(values), 1) if values else None
+            merged[key] = round(median(values), 3 if key == "loop_busy" else 1) if values else None
         rates = [r["per_second"] for r in runs]
         merged["range"] = [min(rates), max(rates)]
         merged["complete"] = all(r["complete"] for r in runs)
@@ -585,15 +598,14 @@ def report(results: dict[str, dict], s: Settings, quick: bool, redis_version: st
             + ", ".join(f"{p} {r:.2f}x" for p, r in ratios.items())
             + ")"
         )
-    busy = []
-    for k in kinds:
-        for phase in ("put_concurrent", "consume_1"):
-            figures = results[k].get(phase, {})
-            if figures.get("cpu_us_per_record") is not None:
-                share = figures["cpu_us_per_record"] * figures["per_second"] / 1e6
-                busy.append(f"{k} {phase} {100 * share:.0f}%")
+    busy = [
+        f"{k} {p} {100 * results[k][p]['loop_busy']:.0f}%"
+        for k in kinds
+        for p in THROUGHPUT
+        if results[k].get(p, {}).get("loop_busy") is not None
+    ]
     if busy:
-        notes.append("this process's CPU, in % of one core: " + ", ".join(busy))
+        notes.append("event-loop thread on CPU, % of the phase's wall time: " + ", ".join(busy))
     for k in kinds:
         if "async_e2e" in results[k]:
             notes.append(
