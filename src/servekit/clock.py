@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -22,16 +23,20 @@ class Clock(Protocol):
 
 
 class LoopClock:
-    """The real clock: the running event loop's monotonic time and timers."""
+    """The real clock: ``time.monotonic()`` and the running event loop's timers.
+
+    Not ``loop.time()``: uvloop's has millisecond resolution, and reading it from another
+    thread (the thread API computes deadlines there) would touch the loop's state.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop or asyncio.get_running_loop()
 
     def now(self) -> float:
-        return self._loop.time()
+        return time.monotonic()
 
     def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle:
-        return self._loop.call_at(when, callback)
+        return self._loop.call_later(max(0.0, when - time.monotonic()), callback)
 
 
 class _ManualTimer:
