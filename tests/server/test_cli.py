@@ -273,3 +273,13 @@ def test_tcp_port_option_opens_the_frame_door(tmp_path):
             reply = orjson.loads(sock.recv(length))
         assert reply["message"] == "service online"
         assert served.terminate() == 0
+
+
+def test_workers_with_a_sqlite_queue_is_refused_clearly():
+    done = subprocess.run(
+        [sys.executable, "-m", "servekit", "serve", f"{MODELS_FILE}:Echo", "--workers", "2",
+         "--queue", "--port", str(free_port())],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "needs a shared queue" in done.stderr and "redis://" in done.stderr

@@ -55,6 +55,14 @@ def serve(
         "timeout_graceful_shutdown": settings.get("drain_timeout", 30.0),
     }
     if workers > 1:
+        queue_url = settings.get("queue_url") or os.environ.get("SERVEKIT_QUEUE_URL") or ""
+        if (settings.get("queue") or settings.get("queue_url")) and not queue_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ValueError(
+                "--workers > 1 with --queue needs a shared queue: pass --queue-url redis://…"
+                " (a SQLite queue belongs to one process)"
+            )
         os.environ[_SPEC_ENV] = json.dumps({"targets": targets, "settings": settings})
         uvicorn.run("servekit.server.runner:app_from_env", factory=True, workers=workers, **common)
     else:
