@@ -10,9 +10,9 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from servekit.protocol.queue_wire import decode_frame, decode_list, encode_frame
 from servekit.queue import QueueService, SqliteBackend
 from servekit.queue.door import DATAFRAME_MEDIA, QueueDoor
-from servekit.queue.wire import decode_frame, decode_list, encode_frame
 
 UID = "X-EAS-QueueService-Redis-Uid"
 GID = "X-EAS-QueueService-Redis-Gid"

@@ -35,7 +35,7 @@ from websockets.sync.client import ClientConnection, connect
 from servekit import errors
 from servekit.client._errors import ConnectError, HTTPStatusError, _server_message
 from servekit.client._transport import Response, Retry, Transport
-from servekit.queue.wire import DataFrame, WireError, decode_frame, decode_list
+from servekit.protocol.queue_wire import DataFrame, WireError, decode_frame, decode_list
 
 __all__ = ["DataFrame", "QueueClient", "Watcher"]
 

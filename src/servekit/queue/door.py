@@ -42,10 +42,10 @@ import orjson
 
 from servekit.errors import BadRequest, NotFound, PayloadTooLarge, ServekitError, Unauthorized
 from servekit.protocol.eas_auth import check_authorization
+from servekit.protocol.queue_wire import WireError, decode_frame, encode_list, encode_record
 from servekit.queue import params
 from servekit.queue.service import DEFAULT_GROUP, MAX_GET_LENGTH, MAX_WINDOW, QueueService
 from servekit.queue.subscription import Subscription
-from servekit.queue.wire import WireError, decode_frame, encode_list, encode_record
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -1,7 +1,10 @@
-"""The DataFrameProto codec agrees byte for byte with the protobuf runtime on queueservice.proto."""
+"""The queue wire format agrees byte for byte with the published queueservice.proto."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from typing import Any
 
 import pytest
@@ -9,8 +12,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from hypothesis import given
 from hypothesis import strategies as st
 
-from servekit.queue.record import Record
-from servekit.queue.wire import (
+from servekit.protocol.queue_wire import (
     WireError,
     decode_frame,
     decode_list,
@@ -18,6 +20,7 @@ from servekit.queue.wire import (
     encode_list,
     encode_record,
 )
+from servekit.queue.record import Record
 
 
 def _classes() -> tuple[Any, Any]:
@@ -125,3 +128,34 @@ def test_unknown_fields_and_wire_types_are_skipped_like_protobuf_does() -> None:
 def test_garbage_raises_wire_error(garbage: bytes) -> None:
     with pytest.raises(WireError):
         decode_frame(garbage)
+
+
+@pytest.mark.parametrize("garbage", [b"\x0a\x05\x08", b"\x0a\xff\xff"])
+def test_garbage_list_raises_wire_error(garbage: bytes) -> None:
+    with pytest.raises(WireError):
+        decode_list(garbage)
+
+
+def test_published_streaming_messages_load_beside_ours_in_the_default_pool() -> None:
+    """The EAS SDK's ``streaming`` package and servekit's own never clash in one process."""
+    script = textwrap.dedent(
+        """
+        from google.protobuf import descriptor_pb2, descriptor_pool
+        from servekit.protocol.queue_pb import queueservice_pb2
+
+        file = descriptor_pb2.FileDescriptorProto()
+        queueservice_pb2.DESCRIPTOR.CopyToProto(file)
+        file.name, file.package = "queueservice.proto", "streaming"
+        for message in file.message_type:
+            for f in message.field:
+                if f.type_name:
+                    f.type_name = f.type_name.replace(".servekit.eas.queue.", ".streaming.")
+        descriptor_pool.Default().Add(file)  # raises if a name clashed
+        print(descriptor_pool.Default().FindMessageTypeByName("streaming.DataFrameProto").name)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "DataFrameProto"
