@@ -202,7 +202,7 @@ def _decode_objects(parsed: Parsed) -> np.ndarray:
 
 def _raw(arr: np.ndarray) -> memoryview:
     """The contiguous array's bytes without a copy."""
-    return memoryview(arr.reshape(-1).view(np.uint8))
+    return arr.reshape(-1).view(np.uint8).data
 
 
 def _bfloat16() -> np.dtype:
@@ -210,4 +210,5 @@ def _bfloat16() -> np.dtype:
         import ml_dtypes
     except ImportError:
         raise BadRequest("BF16 arrays need the ml_dtypes package to decode to numpy") from None
-    return np.dtype(ml_dtypes.bfloat16)
+    dtype: np.dtype = np.dtype(ml_dtypes.bfloat16)
+    return dtype

@@ -12,7 +12,7 @@ and str/bytes columns (``object`` or ``string``) with missing values. Anything e
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import orjson
@@ -73,12 +73,13 @@ def decode_pandas(data: bytes | bytearray | memoryview) -> pd.DataFrame | pd.Ser
         index = _decode_index(header["index"], blocks)
         if header["type"] == "Series":
             values = _decode_values(header["data"], blocks)
-            return pd.Series(values, index=index, name=header["name"], copy=False)
+            series: pd.Series = pd.Series(values, index=index, name=header["name"], copy=False)
+            return series
         if header["type"] != "DataFrame":
             raise BadRequest(f"encoded pandas object: unknown type {header['type']!r}")
         columns = _decode_index(header["columns"], blocks)
         arrays = [_decode_values(meta, blocks) for meta in header["data"]]
-        frame = pd.DataFrame(dict(enumerate(arrays)), index=index, copy=False)
+        frame: pd.DataFrame = pd.DataFrame(dict(enumerate(arrays)), index=index, copy=False)
         frame.columns = columns
         return frame
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as exc:
@@ -117,8 +118,12 @@ def _decode_index(meta: dict[str, Any], blocks: list[memoryview]) -> pd.Index:
     import pandas as pd
 
     if meta["enc"] == "range":
-        return pd.RangeIndex(*meta["range"], name=meta["name"])
-    index = pd.Index(_decode_values(meta, blocks), name=meta["name"], copy=False)
+        # The encoder writes [start, stop, step]; cast (not unpack) so that a corrupt header
+        # fails in RangeIndex exactly as before.
+        start_stop_step = cast("tuple[int, int, int]", meta["range"])
+        range_index: pd.RangeIndex = pd.RangeIndex(*start_stop_step, name=meta["name"])
+        return range_index
+    index: pd.Index = pd.Index(_decode_values(meta, blocks), name=meta["name"], copy=False)
     if meta.get("freq") is not None:
         maker = pd.DatetimeIndex if isinstance(index, pd.DatetimeIndex) else pd.TimedeltaIndex
         index = maker(index, freq=meta["freq"])
@@ -176,7 +181,8 @@ def _decode_values(meta: dict[str, Any], blocks: list[memoryview]) -> Any:
         return pd.Categorical.from_codes(codes, categories=categories, ordered=meta["ordered"])
     mask = decode_numpy(blocks.pop())
     present = decode_numpy(blocks.pop())
-    dtype = pd.api.types.pandas_dtype(meta["dtype"])
+    # Any: pandas-stubs' pd.array overloads don't accept np.dtype | ExtensionDtype.
+    dtype: Any = pd.api.types.pandas_dtype(meta["dtype"])
     if enc == "masked":
         return _masked(present, mask, dtype)
     if enc != "objects":

@@ -33,7 +33,7 @@ def encode_torch(tensor: torch.Tensor) -> bytes:
     t = tensor.detach().cpu().contiguous()
     if t.dtype == torch.bfloat16:
         bits = t.view(torch.int16).numpy().reshape(-1).view(np.uint8)
-        return encode_raw(NUMERIC, "BF16", tuple(t.shape), memoryview(bits))
+        return encode_raw(NUMERIC, "BF16", tuple(t.shape), bits.data)
     return encode_numpy(t.numpy())
 
 

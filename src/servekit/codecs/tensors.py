@@ -87,7 +87,9 @@ def v2_datatype(dtype: Any) -> str:
 # ---------------------------------------------------------------------------------- decode
 
 
-def decode_tensor(spec: dict, raw: bytes | bytearray | memoryview | None = None) -> np.ndarray:
+def decode_tensor(
+    spec: dict[str, Any], raw: bytes | bytearray | memoryview | None = None
+) -> np.ndarray:
     """Decode one v2 input tensor from its JSON spec, or from ``raw`` binary data if given.
 
     The result is always writable; decoding from a writable buffer (``bytearray``) does not
@@ -144,7 +146,7 @@ def _count_error(name: str, shape: list[int], count: int, got: int) -> BadReques
 
 
 def _numeric_from_json(
-    name: str, datatype: str, shape: list[int], count: int, data: list
+    name: str, datatype: str, shape: list[int], count: int, data: list[Any]
 ) -> np.ndarray:
     # Fast path: numpy infers a dtype from the nested lists in C; anything it cannot
     # vouch for goes to the element-by-element path, which also writes the error message.
@@ -190,7 +192,9 @@ def _may_overflow(arr: np.ndarray, limit: float) -> bool:
     return bool(arr.max() >= limit or arr.min() <= -limit)
 
 
-def _from_flat(name: str, datatype: str, shape: list[int], count: int, data: list) -> np.ndarray:
+def _from_flat(
+    name: str, datatype: str, shape: list[int], count: int, data: list[Any]
+) -> np.ndarray:
     """Decode element by element: exact checks and a message naming the first bad value."""
     flat = list(_flatten(data))
     if len(flat) != count:
@@ -207,7 +211,7 @@ def _from_flat(name: str, datatype: str, shape: list[int], count: int, data: lis
     return np.array(flat, dtype=_NUMERIC[datatype]).reshape(shape)
 
 
-def _flatten(data: list) -> Iterator[Any]:
+def _flatten(data: list[Any]) -> Iterator[Any]:
     stack = [iter(data)]
     while stack:
         for item in stack[-1]:
@@ -313,7 +317,7 @@ def _bytes_from_raw(
 
 def encode_tensor(
     name: str, array: np.ndarray, *, binary: bool = False, numpy_data: bool = False
-) -> tuple[dict, bytes | None]:
+) -> tuple[dict[str, Any], bytes | None]:
     """Encode an array as a v2 tensor: (spec with JSON ``data``, None) or (spec, raw bytes).
 
     With ``numpy_data=True`` numeric JSON ``data`` stays a flat numpy array: serialise the

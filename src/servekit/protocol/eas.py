@@ -143,9 +143,10 @@ def encode_torch_response(outputs: Iterable[Any], output_filter: Sequence[int] =
 
 def array_from_proto(proto: Any, what: str = "tensor") -> np.ndarray:
     """An ``ArrayProto`` (TF or PyTorch) as a numpy array of its shape and dtype."""
-    field, dtype = _FIELDS.get(proto.dtype, (None, None))
-    if field is None or not _has_field(proto, field):
+    entry = _FIELDS.get(proto.dtype)
+    if entry is None or not _has_field(proto, entry[0]):
         raise BadRequest(f"{what}: unsupported dtype {_dtype_name(proto)}")
+    field, dtype = entry
     shape = tuple(proto.array_shape.dim)
     if any(d < 0 for d in shape):
         raise BadRequest(f"{what}: shape {list(shape)} has a negative dimension")

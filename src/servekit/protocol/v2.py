@@ -36,7 +36,7 @@ class RequestedOutput:
 
     name: str
     binary: bool = False
-    parameters: dict = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -45,7 +45,7 @@ class InferRequest:
 
     id: str | None
     inputs: dict[str, np.ndarray]
-    parameters: dict = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
     outputs: list[RequestedOutput] = field(default_factory=list)
     binary_output: bool = False
     timeout_us: int | None = None
@@ -110,7 +110,9 @@ def _load_json(header: bytes | bytearray | memoryview) -> Any:
         raise BadRequest(f"malformed JSON in request body: {exc}") from None
 
 
-def _inputs(doc: dict, view: memoryview, offset: int, has_binary: bool) -> dict[str, np.ndarray]:
+def _inputs(
+    doc: dict[str, Any], view: memoryview, offset: int, has_binary: bool
+) -> dict[str, np.ndarray]:
     specs = doc.get("inputs")
     if specs is None:
         raise BadRequest("request has no 'inputs'")
@@ -155,7 +157,7 @@ def _inputs(doc: dict, view: memoryview, offset: int, has_binary: bool) -> dict[
     return inputs
 
 
-def _input_label(spec: dict, index: int) -> str:
+def _input_label(spec: dict[str, Any], index: int) -> str:
     name = spec.get("name")
     return f"input {name!r}" if isinstance(name, str) else f"inputs[{index}]"
 
@@ -184,7 +186,7 @@ def _requested_outputs(specs: Any, default_binary: bool) -> list[RequestedOutput
     return outputs
 
 
-def _timeout(parameters: dict) -> int | None:
+def _timeout(parameters: dict[str, Any]) -> int | None:
     timeout = parameters.get("timeout")
     if timeout is None:
         return None
@@ -195,7 +197,7 @@ def _timeout(parameters: dict) -> int | None:
     return timeout
 
 
-def _object(value: Any, what: str) -> dict:
+def _object(value: Any, what: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -208,7 +210,10 @@ def _json_kind(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
-    return {dict: "an object", list: "a list", str: "a string"}.get(type(value), "a number")
+    return _JSON_KINDS.get(type(value), "a number")
+
+
+_JSON_KINDS: dict[type, str] = {dict: "an object", list: "a list", str: "a string"}
 
 
 def encode_infer_response(
@@ -218,7 +223,7 @@ def encode_infer_response(
     outputs: Mapping[str, np.ndarray],
     *,
     binary: bool | set[str] = False,
-    parameters: dict | None = None,
+    parameters: dict[str, Any] | None = None,
 ) -> tuple[bytes, int | None]:
     """Encode an infer response; returns (body, JSON header length if any output is binary).
 
@@ -231,7 +236,7 @@ def encode_infer_response(
         doc["id"] = request_id
     if parameters:
         doc["parameters"] = parameters
-    specs: list[dict] = []
+    specs: list[dict[str, Any]] = []
     chunks: list[bytes] = []
     for name, array in outputs.items():
         as_binary = binary if isinstance(binary, bool) else name in binary
@@ -265,7 +270,7 @@ def model_metadata(
     platform: str,
     inputs: Iterable[TensorDescription],
     outputs: Iterable[TensorDescription],
-) -> dict:
+) -> dict[str, Any]:
     """The v2 model metadata object.
 
     Each tensor is a ``{"name", "datatype", "shape"}`` mapping or a ``(name, datatype,
@@ -280,7 +285,7 @@ def model_metadata(
     }
 
 
-def _tensor_metadata(tensor: TensorDescription) -> dict:
+def _tensor_metadata(tensor: TensorDescription) -> dict[str, Any]:
     if isinstance(tensor, Mapping):
         name, datatype, shape = tensor["name"], tensor["datatype"], tensor["shape"]
     else:
@@ -296,7 +301,7 @@ def _tensor_metadata(tensor: TensorDescription) -> dict:
     return {"name": name, "datatype": datatype, "shape": dims}
 
 
-def server_metadata(name: str, version: str, extensions: Iterable[str]) -> dict:
+def server_metadata(name: str, version: str, extensions: Iterable[str]) -> dict[str, Any]:
     """The v2 server metadata object."""
     return {"name": name, "version": version, "extensions": list(extensions)}
 
@@ -309,7 +314,7 @@ def encode_infer_request(
     outputs: Sequence[str] = (),
     binary_output: bool = False,
     request_id: str | None = None,
-    parameters: dict | None = None,
+    parameters: dict[str, Any] | None = None,
 ) -> tuple[bytes, int | None]:
     """Encode an infer request; returns (body, JSON header length if any input is binary)."""
     doc: dict[str, Any] = {}
@@ -320,7 +325,7 @@ def encode_infer_request(
         params["binary_data_output"] = True
     if params:
         doc["parameters"] = params
-    specs: list[dict] = []
+    specs: list[dict[str, Any]] = []
     chunks: list[bytes] = []
     for name, array in inputs.items():
         spec, raw = encode_tensor(name, np.asarray(array), binary=binary, numpy_data=True)
@@ -346,7 +351,7 @@ class InferResponse:
     model_version: str | None
     id: str | None
     outputs: dict[str, np.ndarray]
-    parameters: dict = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_infer_response(

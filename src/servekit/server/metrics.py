@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 from servekit.server.runtime import ModelRuntime
 
@@ -22,7 +23,7 @@ _COUNTERS = {
 }
 
 
-class _BatcherCollector:
+class _BatcherCollector(Collector):
     def __init__(self, runtimes: Iterable[ModelRuntime]) -> None:
         self.runtimes = list(runtimes)
 
@@ -55,7 +56,7 @@ class _BatcherCollector:
 def metrics_registry(runtimes: Iterable[ModelRuntime]) -> CollectorRegistry:
     """A Prometheus registry reading these models' batcher counters when collected."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_BatcherCollector(runtimes))  # type: ignore[arg-type]
+    registry.register(_BatcherCollector(runtimes))
     return registry
 
 
