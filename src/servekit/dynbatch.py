@@ -7,13 +7,17 @@ a background thread; any number of caller threads submit items and block for the
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import math
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
-from servekit.batching import Batcher, BatchPolicy, CancelToken, Work
+from servekit.batching import BatchPolicy, CancelToken
 from servekit.errors import Cancelled, DeadlineExceeded, Draining
+from servekit.model import Model
+from servekit.server.runtime import READY, ModelRuntime
 
 __all__ = [
     "BaseModel",
@@ -41,6 +45,17 @@ class BaseModel(ABC):
     def preprocess(self, items: list[Any]) -> list[Any]:
         """Runs on each batch just before ``predict`` (in the model thread)."""
         return items
+
+
+class _Adapter(Model):
+    """A pyraisdk ``BaseModel`` as a ``servekit.Model``: preprocess and predict per batch."""
+
+    def __init__(self, model: BaseModel) -> None:
+        super().__init__(name=type(model).__name__)
+        self.model = model
+
+    def predict(self, batch: list[Any]) -> list[Any]:
+        return self.model.predict(self.model.preprocess(batch))
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -79,7 +94,9 @@ class DynamicBatchModel:
         self.max_batch_size = self.policy.max_batch_size
         self.idle_batch_size = self.policy.idle_batch_size
         self.max_batch_interval = self.policy.max_latency
-        self._batcher = Batcher(self._run_batch, self.policy, name=type(model).__name__)
+        self._runtime = ModelRuntime(_Adapter(model), self.policy)
+        self._runtime.state = READY  # a BaseModel is ready once constructed
+        self._batcher = self._runtime.batcher
         self._closed = False
         self._loop = _new_loop()
         started = threading.Event()
@@ -95,9 +112,6 @@ class DynamicBatchModel:
         started.set()
         self._loop.run_forever()
         self._loop.close()
-
-    def _run_batch(self, items: list[Any]) -> list[Any]:
-        return self.model.predict(self.model.preprocess(items))
 
     @property
     def stats(self) -> dict[str, object]:
@@ -117,26 +131,24 @@ class DynamicBatchModel:
         ``None`` for each item. A set ``cancellation_token`` (e.g. ``threading.Event``) drops
         items that have not run yet and raises :class:`PredictCancelledError`.
         """
+        if timeout is not None and (math.isnan(timeout) or timeout < 0):
+            raise ValueError(f"timeout must be None or a number of seconds >= 0, got {timeout!r}")
         if self._closed:
             raise Draining("DynamicBatchModel is closed")
-        batcher = self._batcher
-        lock = threading.Lock()
-        lock.acquire()
-        deadline = None if timeout is None else batcher.now() + timeout
-        work = Work(items, deadline=deadline, callback=lock.release, token=cancellation_token)
-        batcher.submit_threadsafe(work)
-        if not lock.acquire(timeout=-1 if timeout is None else timeout):
-            batcher.cancel_threadsafe(work, "the caller timed out")
-            if not work.done or work.error is not None:
-                return self._timed_out(len(items), timeout, raise_timeout)
-        error = work.error
-        if error is None:
-            return work.results  # type: ignore[return-value]
-        if isinstance(error, DeadlineExceeded):
+        future = self._runtime.infer_threadsafe(items, token=cancellation_token)
+        try:
+            try:
+                return future.result(timeout)
+            except concurrent.futures.TimeoutError:
+                if future.cancel():  # still waiting: dropped before the model sees it
+                    return self._timed_out(len(items), timeout, raise_timeout)
+                return future.result()  # finished as the wait ended (or the model raised)
+        except DeadlineExceeded:
             return self._timed_out(len(items), timeout, raise_timeout)
-        if isinstance(error, Cancelled) and not isinstance(error, PredictCancelledError):
+        except Cancelled as error:
+            if isinstance(error, PredictCancelledError):
+                raise
             raise PredictCancelledError(error.message) from error
-        raise error
 
     @staticmethod
     def _timed_out(count: int, timeout: float | None, raise_timeout: bool) -> list[Any]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from servekit.batching import Batcher, BatchPolicy, Work
+from servekit.batching import Batcher, BatchPolicy
 from servekit.clock import ManualClock
 from servekit.errors import (
     Cancelled,
@@ -64,13 +64,14 @@ async def started(handler: Any, clock: ManualClock | None = None, **policy: Any)
     return batcher
 
 
-def submit(batcher: Batcher, items: list[Any], deadline: float | None = None) -> Work:
-    work = Work(items, deadline=deadline, future=asyncio.get_running_loop().create_future())
-    return batcher.submit(work)
+def submit(
+    batcher: Batcher, items: list[Any], deadline: float | None = None
+) -> asyncio.Future[list[Any]]:
+    return batcher.submit(items, deadline=deadline)
 
 
-async def outcome(work: Work) -> Any:
-    return await asyncio.wait_for(work.future, WAIT)  # type: ignore[arg-type]
+async def outcome(future: asyncio.Future[list[Any]]) -> Any:
+    return await asyncio.wait_for(asyncio.shield(future), WAIT)
 
 
 def test_items_from_concurrent_callers_merge_into_one_batch() -> None:
@@ -253,7 +254,7 @@ def test_expired_item_is_removed_before_it_reaches_the_model() -> None:
         patient = submit(batcher, [2], deadline=clock.now() + 10)
         clock.advance(0.049)
         await settle()
-        assert not doomed.done
+        assert not doomed.done()
         clock.advance(0.001)
         with pytest.raises(DeadlineExceeded, match="did not run it"):
             await outcome(doomed)  # answered at its deadline, while the model is still busy
@@ -272,10 +273,13 @@ def test_cancelled_item_never_reaches_the_model() -> None:
         batcher = await started(model, max_batch_size=4)
         blocker = submit(batcher, [0])
         await model.wait_entered()
-        gone, kept = submit(batcher, [1]), submit(batcher, [2])
-        batcher.cancel(gone, "the client disconnected")
+        disconnected = asyncio.get_running_loop().create_future()
+        gone = asyncio.create_task(batcher.run([1], cancelled_by=disconnected))
+        kept = submit(batcher, [2])
+        await settle()
+        disconnected.set_result(None)
         with pytest.raises(Cancelled, match="disconnected"):
-            await outcome(gone)
+            await asyncio.wait_for(gone, WAIT)
         model.release.release(2)
         assert await outcome(blocker) == [0] and await outcome(kept) == [20]
         assert model.seen == [0, 2]
@@ -311,8 +315,7 @@ def test_cancellation_token_set_before_dispatch_drops_the_item() -> None:
         blocker = submit(batcher, [0])
         await model.wait_entered()
         token = threading.Event()
-        work = Work([5], token=token, future=asyncio.get_running_loop().create_future())
-        batcher.submit(work)
+        work = batcher.submit([5], token=token)
         token.set()
         model.release.release(2)
         with pytest.raises(Cancelled, match="cancellation token"):
@@ -332,7 +335,7 @@ def test_close_finishes_queued_work_before_stopping() -> None:
         batcher = await started(model, clock, max_batch_size=8, idle_batch_size=8, max_latency=3600)
         works = [submit(batcher, [i]) for i in range(3)]
         await batcher.close(timeout=WAIT)
-        assert [w.future.result() for w in works] == [[0], [10], [20]]  # type: ignore[union-attr]
+        assert [w.result() for w in works] == [[0], [10], [20]]
         with pytest.raises(Draining, match="shutting down"):
             await outcome(submit(batcher, [9]))
 
@@ -358,17 +361,12 @@ def test_thread_submissions_reach_the_same_batcher() -> None:
     async def scenario() -> None:
         model = Recorder()
         batcher = await started(model, max_batch_size=16)
-        done = threading.Semaphore(0)
-        works = [Work([i], callback=done.release) for i in range(40)]
 
-        def submit_all() -> None:
-            for w in works:
-                batcher.submit_threadsafe(w)
+        def submit_all() -> list[Any]:
+            futures = [batcher.submit_threadsafe([i]) for i in range(40)]
+            return [f.result(WAIT) for f in futures]
 
-        await asyncio.to_thread(submit_all)
-        for _ in works:
-            assert await asyncio.to_thread(done.acquire, True, WAIT)
-        assert [w.results for w in works] == [[i * 10] for i in range(40)]
+        assert await asyncio.to_thread(submit_all) == [[i * 10] for i in range(40)]
         await batcher.close()
 
     run(scenario())

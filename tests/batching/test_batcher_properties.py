@@ -9,7 +9,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from servekit.batching import Batcher, BatchPolicy, Work
+from servekit.batching import Batcher, BatchPolicy
+from servekit.batching._work import Work  # the property needs to see inside each submission
 from servekit.clock import ManualClock
 from servekit.errors import Cancelled, DeadlineExceeded, QueueFull
 
@@ -71,19 +72,16 @@ async def scenario(ops: list[tuple[Any, ...]], max_batch: int, instances: int) -
             wid = len(works)
             items = [(wid, i) for i in range(op[1])]
             deadline = None if op[2] is None else clock.now() + op[2]
-            work = Work(
-                items,
-                deadline=deadline,
-                future=loop.create_future(),
-                callback=lambda wid=wid: notified.append(wid),
-            )
+            future: asyncio.Future[list[Any]] = loop.create_future()
+            future.add_done_callback(lambda _, wid=wid: notified.append(wid))
+            work = Work(items, future, deadline=deadline)
             works.append(work)
-            batcher.submit(work)
+            batcher._submit(work)
         elif kind == "cancel" and works:
             work = works[op[1] % len(works)]
             if not work.done and work.queued == len(work.items):
                 never_dispatched.add(works.index(work))
-            batcher.cancel(work)
+            batcher._cancel(work, "the test cancelled")
         elif kind == "advance":
             target = clock.now() + op[1]
             for wid, work in enumerate(works):
@@ -96,12 +94,13 @@ async def scenario(ops: list[tuple[Any, ...]], max_batch: int, instances: int) -
         await settle()
     model.open.set()
     await asyncio.wait_for(batcher.close(timeout=WAIT), WAIT + 1)
+    await settle()  # future callbacks run on the next loop iterations
 
     assert sorted(notified) == list(range(len(works))), "every work notified exactly once"
     seen = model.seen
     assert len(seen) == len(set(seen)), "no item reaches the model twice"
     for wid, work in enumerate(works):
-        assert work.done and work.future.done()  # type: ignore[union-attr]
+        assert work.done and work.waiter.done()
         if work.error is None:
             assert work.results == [("ok", item) for item in work.items]
         else:

@@ -9,6 +9,9 @@ one outcome: its results in order, or one error.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
+import functools
 import heapq
 import itertools
 import logging
@@ -19,9 +22,9 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from servekit.batching._work import CancelToken, Work
 from servekit.batching.policy import BatchPolicy
 from servekit.batching.stats import BatcherStats
-from servekit.batching.work import Work
 from servekit.clock import Clock, LoopClock, TimerHandle
 from servekit.errors import (
     Cancelled,
@@ -115,19 +118,64 @@ class Batcher:
         self._threads.clear()
 
     # ------------------------------------------------------------------ submitting
-    async def run(self, items: Sequence[Any], *, deadline: float | None = None) -> list[Any]:
-        """Submit from the event loop and wait for the results (in order)."""
+    async def run(
+        self,
+        items: Sequence[Any],
+        *,
+        deadline: float | None = None,
+        cancelled_by: asyncio.Future[Any] | None = None,
+    ) -> list[Any]:
+        """Submit from the event loop and wait for the results (in order).
+
+        ``deadline`` is on :meth:`now`'s clock; when ``cancelled_by`` completes (e.g. a task
+        that waits for the client to disconnect) the items are dropped if they have not run.
+        Cancelling the awaiting task cancels the work the same way.
+        """
         loop = self._loop or asyncio.get_running_loop()
-        work = Work(items, deadline=deadline, future=loop.create_future())
-        self.submit(work)
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        work = Work(items, future, deadline=deadline)
+        if cancelled_by is not None:
+            cancelled_by.add_done_callback(functools.partial(self._on_disconnect, work))
+        self._submit(work)
         try:
-            return await work.future  # type: ignore[misc]
+            return await future
         except asyncio.CancelledError:
-            self.cancel(work)
+            self._cancel(work, "the caller cancelled")
             raise
 
-    def submit(self, work: Work) -> Work:
-        """Admit ``work`` (loop thread only); refusals are delivered through ``work``."""
+    def submit(
+        self,
+        items: Sequence[Any],
+        *,
+        deadline: float | None = None,
+        token: CancelToken | None = None,
+    ) -> asyncio.Future[list[Any]]:
+        """Submit from the event loop; cancelling the returned future cancels the work."""
+        loop = self._loop or asyncio.get_running_loop()
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        work = Work(items, future, deadline=deadline, token=token)
+        future.add_done_callback(functools.partial(self._on_abandoned, work))
+        self._submit(work)
+        return future
+
+    def submit_threadsafe(
+        self, items: Sequence[Any], *, token: CancelToken | None = None
+    ) -> concurrent.futures.Future[list[Any]]:
+        """Submit from any thread; cancelling the returned future cancels the work.
+
+        The result is handed to the caller's future by whichever thread finishes the work
+        first (usually the model's worker thread, without a trip through the event loop).
+        """
+        future: concurrent.futures.Future[list[Any]] = concurrent.futures.Future()
+        work = Work(items, future, token=token, threadsafe=True)
+        future.add_done_callback(functools.partial(self._on_abandoned_threadsafe, work))
+        self._intake.append(work)
+        if self._sleeping and self._loop is not None:
+            self._sleeping = False  # one wake-up is enough for every thread racing here
+            self._loop.call_soon_threadsafe(self._wake)
+        return future
+
+    def _submit(self, work: Work) -> None:
         self._admit(work)
         if work.queued:
             # An idle model takes the work now, without a trip through the dispatcher task.
@@ -136,24 +184,27 @@ class Batcher:
                 dispatched, _ = self._try_dispatch(self._clock.now())  # type: ignore[union-attr]
             if not dispatched:
                 self._wake()
-        return work
 
-    def submit_threadsafe(self, work: Work) -> Work:
-        """Admit ``work`` from any thread; the outcome arrives via its callback."""
-        self._intake.append(work)
-        if self._sleeping and self._loop is not None:
-            self._sleeping = False  # one wake-up is enough for every thread racing here
-            self._loop.call_soon_threadsafe(self._wake)
-        return work
+    def _on_disconnect(self, work: Work, signal: asyncio.Future[Any]) -> None:
+        if not work.done and not signal.cancelled():
+            self._cancel(work, "the client disconnected")
 
-    def cancel(self, work: Work, reason: str = "the caller cancelled") -> None:
+    def _on_abandoned(self, work: Work, future: asyncio.Future[list[Any]]) -> None:
+        if future.cancelled():
+            self._cancel(work, "the caller cancelled")
+
+    def _on_abandoned_threadsafe(
+        self, work: Work, future: concurrent.futures.Future[list[Any]]
+    ) -> None:
+        if future.cancelled() and self._loop is not None and not work.done:
+            # a closed loop raises RuntimeError: then nothing is queued any more
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._cancel, work, "the caller cancelled")
+
+    def _cancel(self, work: Work, reason: str) -> None:
         """Fail ``work`` with ``Cancelled`` unless it already has an outcome (loop thread)."""
         if not work.done:
             self._fail(work, Cancelled(reason))
-
-    def cancel_threadsafe(self, work: Work, reason: str = "the caller cancelled") -> None:
-        if self._loop is not None and not work.done:
-            self._loop.call_soon_threadsafe(self.cancel, work, reason)
 
     def now(self) -> float:
         """The batcher's clock (monotonic seconds)."""
@@ -165,6 +216,8 @@ class Batcher:
         stats.requests += 1
         n = len(work.items)
         stats.items += n
+        if work.done:  # cancelled while it waited in the intake: it has its outcome already
+            return
         if self._closing:
             stats.refused += 1
             self._fail(work, Draining(f"model '{self.name}' is shutting down"), counted=True)
@@ -203,7 +256,7 @@ class Batcher:
         self._queue.append([work, 0, n])
         # Event-loop callers are answered at their deadline by the timer heap; thread callers
         # time out by themselves, and expired items are dropped at dispatch either way.
-        if work.deadline is not None and work.future is not None:
+        if work.deadline is not None and work.lock is None:
             heapq.heappush(self._deadlines, (work.deadline, next(self._seq), work))
 
     def _drain_intake(self) -> None:
@@ -281,7 +334,8 @@ class Batcher:
         if not q:
             self._recount()
             return self.now()
-        return q[0][0].enqueued_at
+        oldest: Work = q[0][0]
+        return oldest.enqueued_at
 
     def _next_deadline(self) -> float | None:
         heap = self._deadlines
@@ -437,14 +491,14 @@ class Batcher:
             self._complete(work)
 
     def _complete(self, work: Work) -> None:
-        work.done = True
+        if not work.claim():
+            return
         self.stats.completed += 1
         work.notify()
 
     def _fail(self, work: Work, error: BaseException, *, counted: bool = False) -> None:
-        if work.done:
+        if not work.claim():
             return
-        work.done = True
         self._queued -= work.queued
         work.queued = 0
         work.error = error
@@ -467,37 +521,28 @@ class Batcher:
                 self._fail(work, error)
         self._inflight.clear()
         while self._intake:
-            self._fail(self._intake.popleft(), error)
+            work = self._intake.popleft()
+            self.stats.requests += 1
+            self.stats.items += len(work.items)
+            self._fail(work, error)
 
 
 def _deliver_to_threads(parts: list[_Part], outputs: Sequence[Any]) -> int:
-    """In the worker thread: hand results straight to blocked caller threads.
+    """In the worker thread: hand results straight to thread callers' futures.
 
-    Only for thread callers (``callback``, no future) whose whole submission was in this
-    batch: the loop no longer touches those except to cancel or fail them, and ``Work``
-    tolerates losing that race (see ``Work.notify``). Saves a hop through the event loop
-    on the thread API's hot path. Returns how many works were completed here.
+    Only for thread callers whose whole submission was in this batch and succeeded; the loop
+    may be failing the same work at this moment (timeout, close), and :meth:`Work.claim`
+    decides which of the two delivers. Saves a hop through the event loop on the thread
+    API's hot path. Returns how many works were completed here.
     """
     delivered = 0
     offset = 0
     for work, start, end in parts:
         count = end - start
-        if (
-            work.future is None
-            and work.callback is not None
-            and start == 0
-            and end == len(work.items)
-            and not work.done
-        ):
-            if count == 1:
-                results = [outputs[offset]]
-                failed = isinstance(results[0], BaseException)
-            else:
-                results = list(outputs[offset : offset + count])
-                failed = any(isinstance(r, BaseException) for r in results)
-            if not failed:
+        if work.lock is not None and start == 0 and end == len(work.items) and not work.done:
+            results = list(outputs[offset : offset + count])
+            if not any(isinstance(r, BaseException) for r in results) and work.claim():
                 work.results = results
-                work.done = True
                 work.notify()
                 delivered += 1
         offset += count

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
@@ -15,6 +17,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 JSON = b"application/json"
+TIMEOUT_HEADER = b"x-request-timeout-ms"
 _JSON_HEADERS = [(b"content-type", JSON)]
 
 
@@ -60,6 +63,46 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
+
+
+def watch_disconnect(receive: Receive) -> asyncio.Task[Any]:
+    """A task that completes when the client disconnects (call once the body is read).
+
+    It is left to finish by itself: once the response is complete the server's ``receive()``
+    returns ``http.disconnect``, and by then the work is done (cheaper than cancelling it).
+    """
+    return asyncio.get_running_loop().create_task(_until_disconnect(receive))
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def timeout_seconds(scope: Scope) -> float | None:
+    """The caller's timeout from ``X-Request-Timeout-Ms`` (``inf`` or absent: none)."""
+    raw = header(scope, TIMEOUT_HEADER)
+    if raw is None:
+        return None
+    return checked_timeout(raw.decode("latin-1"), "header X-Request-Timeout-Ms", MILLISECONDS)
+
+
+MILLISECONDS = ("milliseconds", 1e-3)
+MICROSECONDS = ("microseconds", 1e-6)
+
+
+def checked_timeout(raw: object, what: str, unit: tuple[str, float]) -> float | None:
+    """``raw`` in ``unit`` as seconds: a number >= 0 (``inf``: no timeout), else 400."""
+    name, seconds = unit
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise BadRequest(f"{what} must be a number of {name}, got {raw!r}") from None
+    if math.isnan(value) or value < 0:
+        raise BadRequest(f"{what} must be a number of {name} >= 0 (or inf), got {raw!r}")
+    if math.isinf(value):
+        return None
+    return value * seconds
 
 
 async def send_bytes(

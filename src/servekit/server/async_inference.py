@@ -16,9 +16,9 @@ import socket
 
 import orjson
 
-from servekit.errors import Draining, QueueFull, ServekitError
+from servekit.errors import QueueFull, ServekitError, Unavailable
+from servekit.protocol.eas_formats import decode_body
 from servekit.queue import QueueService, Record, Subscription
-from servekit.server.eas import decode_body
 from servekit.server.runtime import ModelRuntime
 
 log = logging.getLogger("servekit.async")
@@ -93,10 +93,11 @@ class AsyncInference:
         """The answer for one record: the encoded result, or an error body and its status."""
         while True:
             try:
-                item, encode = decode_body(self.runtime, record.data)
-                (result,) = await self.runtime.batcher.run([item])
+                model = self.runtime.model
+                item, encode = decode_body(model.eas_format, record.data, str(model.name))
+                (result,) = await self.runtime.infer([item], request=item)
                 return encode(result), 200
-            except (QueueFull, Draining) as exc:
+            except (QueueFull, Unavailable) as exc:
                 if self._stopping:
                     raise asyncio.CancelledError from exc  # leave it uncommitted: redelivered
                 await asyncio.sleep(getattr(exc, "retry_after", RETRY_SECONDS))

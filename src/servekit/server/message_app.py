@@ -23,6 +23,8 @@ from servekit.server.asgi import (
     send_bytes,
     send_error,
     send_json,
+    timeout_seconds,
+    watch_disconnect,
 )
 from servekit.server.metrics import metrics_registry, render_metrics
 from servekit.server.runtime import ModelRuntime
@@ -125,9 +127,16 @@ class MessageApp:
             return
         if method != "POST":
             raise ServekitError(f"method {method} not allowed (POST a message)", status=405)
-        self.runtime.check_ready()
+        runtime = self.runtime
+        runtime.check_ready()
         message = HttpMessage.from_bytes(await read_body(scope, receive, self.max_body_size))
-        results = await self.runtime.batcher.run(message.data)
+        seconds = timeout_seconds(scope)
+        results = await runtime.infer(
+            message.data,
+            request=message.data,
+            deadline=None if seconds is None else runtime.now() + seconds,
+            cancelled_by=watch_disconnect(receive),
+        )
         try:
             body = HttpMessage(data=results).to_bytes()
         except TypeError as exc:

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import re
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from servekit.batching import Batcher, BatchPolicy
-from servekit.errors import Draining, ModelNotFound, ModelNotReady
+from servekit.batching import Batcher, BatchPolicy, CancelToken
+from servekit.errors import (
+    BadRequest,
+    DeadlineExceeded,
+    Draining,
+    ModelNotFound,
+    ModelNotReady,
+    ServekitError,
+)
 from servekit.model import Model
 
 log = logging.getLogger("servekit.server")
@@ -17,7 +26,12 @@ LOADING, READY, FAILED, DRAINING, STOPPED = "loading", "ready", "failed", "drain
 
 
 class ModelRuntime:
-    """One model being served: its batcher, load state and load error if any."""
+    """One model being served: its batcher, load state and load error if any.
+
+    :meth:`infer` (and :meth:`infer_threadsafe` for callers in other threads) is the one way
+    from any door into the batcher: it checks readiness, runs ``Model.validate``, applies the
+    caller's deadline and cancels the work when the caller goes away.
+    """
 
     def __init__(self, model: Model, policy: BatchPolicy) -> None:
         self.model = model
@@ -26,6 +40,54 @@ class ModelRuntime:
         self.state = LOADING
         self.load_error: str | None = None
         self.operations = model.operations()
+        self._validates = type(model).validate is not Model.validate
+
+    async def infer(
+        self,
+        items: Sequence[Any],
+        *,
+        request: Any = None,
+        deadline: float | None = None,
+        cancelled_by: asyncio.Future[Any] | None = None,
+    ) -> list[Any]:
+        """Run ``items`` through the model's batcher; results in order, one per item.
+
+        ``request`` is what ``Model.validate`` sees (the request as its door decoded it;
+        default: the items). ``deadline`` is on :meth:`now`'s clock: work still queued then
+        fails with ``DeadlineExceeded`` (504). When ``cancelled_by`` completes (the client
+        disconnected) work that has not run is dropped.
+        """
+        self.check_ready()
+        if self._validates:
+            self._validate(items if request is None else request)
+        if deadline is not None and deadline <= self.batcher.now():
+            raise DeadlineExceeded("the request's timeout had already passed when it arrived")
+        return await self.batcher.run(items, deadline=deadline, cancelled_by=cancelled_by)
+
+    def infer_threadsafe(
+        self,
+        items: Sequence[Any],
+        *,
+        request: Any = None,
+        token: CancelToken | None = None,
+    ) -> concurrent.futures.Future[list[Any]]:
+        """:meth:`infer` for callers in other threads; cancel the future to drop the work."""
+        self.check_ready()
+        if self._validates:
+            self._validate(items if request is None else request)
+        return self.batcher.submit_threadsafe(items, token=token)
+
+    def now(self) -> float:
+        """The clock deadlines are measured on (monotonic seconds)."""
+        return self.batcher.now()
+
+    def _validate(self, request: Any) -> None:
+        try:
+            self.model.validate(request)
+        except ServekitError:
+            raise
+        except (ValueError, TypeError, KeyError) as exc:
+            raise BadRequest(f"model '{self.model.name}' rejected the request: {exc}") from exc
 
     @property
     def ready(self) -> bool:
@@ -82,7 +144,7 @@ class ModelRegistry:
             raise ValueError(f"model '{model.full_name}' is registered twice")
         versions[model.version] = runtime
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[ModelRuntime]:
         for versions in self._by_name.values():
             yield from versions.values()
 

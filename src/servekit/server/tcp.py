@@ -4,8 +4,10 @@ Each frame is a 4-byte big-endian length and a UTF-8 JSON object. Requests carry
 ``req_type`` (0 heartbeat, 1 train, 2 predict job, 3 inference), ``request_number`` and
 ``data``; an inference request may name a ``model`` (default: the first served model) and
 its ``data`` is one batch item. Responses carry ``flag`` (1 success, 2 error), ``message``,
-``request_number`` and ``data``. Many requests may be in flight on one connection: each is
-answered when its result is ready, matched by ``request_number``.
+``request_number`` and ``data``; an error also carries ``code``, the HTTP status of the same
+error on the HTTP doors. Many requests may be in flight on one connection: each is answered
+when its result is ready, matched by ``request_number``. When the connection closes, its
+requests that have not run yet are dropped.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import contextlib
 import logging
 from typing import Any
 
-from servekit.errors import BadRequest, ServekitError
+from servekit.errors import BadRequest, Cancelled, ServekitError
 from servekit.protocol.tcp_frames import (
     DEFAULT_MAX_FRAME_SIZE,
     FLAG_FAILURE,
@@ -25,7 +27,8 @@ from servekit.protocol.tcp_frames import (
     ReqType,
     encode_frame,
 )
-from servekit.server.runtime import ModelRegistry
+from servekit.server.asgi import MILLISECONDS, checked_timeout
+from servekit.server.runtime import ModelRegistry, ModelRuntime
 
 log = logging.getLogger("servekit.tcp")
 
@@ -59,6 +62,7 @@ class TcpDoor:
         decoder = FrameDecoder(self.max_frame_size)
         pending: set[asyncio.Task[None]] = set()
         loop = asyncio.get_running_loop()
+        closed: asyncio.Future[None] = loop.create_future()
         try:
             while data := await reader.read(_READ_SIZE):
                 fatal = False
@@ -69,7 +73,7 @@ class TcpDoor:
                         )
                         fatal = fatal or message.fatal
                         continue
-                    task = loop.create_task(self._answer(message, writer))
+                    task = loop.create_task(self._answer(message, writer, closed))
                     pending.add(task)
                     task.add_done_callback(pending.discard)
                 if fatal:
@@ -77,15 +81,18 @@ class TcpDoor:
         except ConnectionError:
             pass
         finally:
+            closed.set_result(None)  # the peer is gone: drop its requests that have not run
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    async def _answer(self, request: Any, writer: asyncio.StreamWriter) -> None:
-        response = await self.handle(request)
-        if not writer.is_closing():
+    async def _answer(
+        self, request: Any, writer: asyncio.StreamWriter, closed: asyncio.Future[None]
+    ) -> None:
+        response = await self.handle(request, closed)
+        if response is not None and not writer.is_closing():
             try:
                 writer.write(encode_frame(response))
             except TypeError as exc:  # the model's result is not JSON
@@ -99,8 +106,10 @@ class TcpDoor:
                     )
                 )
 
-    async def handle(self, request: Any) -> dict[str, Any]:
-        """Answer one decoded request (never raises)."""
+    async def handle(
+        self, request: Any, closed: asyncio.Future[None] | None = None
+    ) -> dict[str, Any] | None:
+        """Answer one decoded request (never raises); ``None`` when the peer has gone."""
         if not isinstance(request, dict):
             return {"flag": FLAG_FAILURE, "message": "param error: request is not a JSON object"}
         number = request.get("request_number")
@@ -121,8 +130,18 @@ class TcpDoor:
             }
         try:
             runtime = self._runtime(request.get("model"))
-            runtime.check_ready()
-            (result,) = await runtime.batcher.run([request["data"]])
+            data = request["data"]
+            seconds = None
+            if request.get("timeout_ms") is not None:
+                seconds = checked_timeout(request["timeout_ms"], "'timeout_ms'", MILLISECONDS)
+            (result,) = await runtime.infer(
+                [data],
+                request=data,
+                deadline=None if seconds is None else runtime.now() + seconds,
+                cancelled_by=closed,
+            )
+        except Cancelled:
+            return None
         except ServekitError as exc:
             return {
                 "flag": FLAG_FAILURE,
@@ -144,7 +163,7 @@ class TcpDoor:
             "data": result,
         }
 
-    def _runtime(self, name: Any) -> Any:
+    def _runtime(self, name: Any) -> ModelRuntime:
         if name is None:
             return next(iter(self.registry))
         if not isinstance(name, str):

@@ -8,18 +8,26 @@ from typing import Any
 import numpy as np
 import orjson
 
-from servekit.batching import Work
-from servekit.errors import BadRequest, DeadlineExceeded, ModelError, NotFound
+from servekit.errors import BadRequest, ModelError, NotFound
 from servekit.protocol.v2 import (
     InferRequest,
     encode_infer_response,
     model_metadata,
     parse_infer_request,
 )
-from servekit.server.asgi import JSON, Receive, Scope, Send, header, send_bytes
+from servekit.server.asgi import (
+    JSON,
+    MICROSECONDS,
+    Receive,
+    Scope,
+    Send,
+    checked_timeout,
+    header,
+    send_bytes,
+    timeout_seconds,
+    watch_disconnect,
+)
 from servekit.server.runtime import ModelRuntime
-
-TIMEOUT_HEADER = b"x-request-timeout-ms"
 
 
 def metadata(runtime: ModelRuntime, versions: list[str]) -> dict[str, Any]:
@@ -77,23 +85,11 @@ def _default_output_name(model: Any) -> str:
 
 
 def deadline_for(runtime: ModelRuntime, scope: Scope, request: InferRequest) -> float | None:
-    """The caller's deadline on the batcher's clock, from ``parameters.timeout`` (µs) or header."""
-    seconds: float | None = None
-    if request.timeout_us is not None:
-        seconds = request.timeout_us / 1e6
-    raw = header(scope, TIMEOUT_HEADER)
-    if raw is not None:
-        try:
-            seconds = float(raw) / 1e3
-        except ValueError:
-            raise BadRequest(
-                f"header X-Request-Timeout-Ms must be a number of milliseconds, got {raw!r}"
-            ) from None
-        if seconds < 0:
-            raise BadRequest("header X-Request-Timeout-Ms must not be negative")
-    if seconds is None:
-        return None
-    return runtime.batcher.now() + seconds
+    """The caller's deadline on the runtime's clock: the header, else ``parameters.timeout``."""
+    seconds = timeout_seconds(scope)
+    if seconds is None and request.timeout_us is not None:
+        seconds = checked_timeout(request.timeout_us, "parameters.timeout", MICROSECONDS)
+    return None if seconds is None else runtime.now() + seconds
 
 
 def _select_outputs(
@@ -118,15 +114,13 @@ async def infer(
     """``POST /v2/models/{name}[/versions/{v}]/infer``."""
     request = parse_infer_request(body, _json_length(scope))
     model = runtime.model
-    try:
-        model.validate(request.inputs)
-    except ValueError as exc:
-        raise BadRequest(f"model '{model.name}' rejected the request: {exc}") from exc
     items = split_items(runtime, request.inputs)
-    deadline = deadline_for(runtime, scope, request)
-    if deadline is not None and deadline <= runtime.batcher.now():
-        raise DeadlineExceeded("the request's timeout had already passed when it arrived")
-    results = await run_watching_disconnect(runtime, receive, items, deadline)
+    results = await runtime.infer(
+        items,
+        request=request.inputs,
+        deadline=deadline_for(runtime, scope, request),
+        cancelled_by=watch_disconnect(receive),
+    )
     outputs = _select_outputs(runtime, request, join_outputs(runtime, results))
     binary: bool | set[str] = request.binary_output
     if request.outputs:
@@ -142,32 +136,6 @@ async def infer(
             (b"inference-header-content-length", str(json_length).encode()),
         ]
         await send_bytes(send, 200, body_out, headers)
-
-
-async def run_watching_disconnect(
-    runtime: ModelRuntime, receive: Receive, items: list[Any], deadline: float | None
-) -> list[Any]:
-    """Run items through the batcher; if the client goes away first, cancel them."""
-    batcher = runtime.batcher
-    loop = asyncio.get_running_loop()
-    work = Work(items, deadline=deadline, future=loop.create_future())
-    watcher = loop.create_task(receive())
-
-    def on_message(task: asyncio.Task[Any]) -> None:
-        if task.cancelled() or task.exception() is not None:
-            return
-        if task.result().get("type") == "http.disconnect" and not work.done:
-            batcher.cancel(work, "the client disconnected")
-
-    watcher.add_done_callback(on_message)
-    batcher.submit(work)
-    # The watcher is left to finish by itself: once the response is complete the server's
-    # receive() returns http.disconnect, and by then the work is done (cheaper than cancel).
-    try:
-        return await work.future  # type: ignore[no-any-return,misc]
-    except asyncio.CancelledError:
-        batcher.cancel(work)
-        raise
 
 
 def _json_length(scope: Scope) -> int | None:
