@@ -1,186 +1,207 @@
-"""A small raw-ASGI EAS server on a loopback port, built on servekit's EAS protocol functions.
+"""Real servekit doors on loopback ports for the client tests: no fake servers.
 
-Routes (``POST /api/predict/<service>``; the service name picks the behaviour):
+``door`` is one ``servekit.server.App`` (token ``tok``, the TCP door on a free port) serving:
 
-- ``echo``: the body back. ``tf``: a TensorFlow model (``doubled`` = 2·x, ``total`` = sum x,
-  ``signature``). ``torch``: a PyTorch model (``input 0 + 1``, ``input 0 * 10``).
-- ``flaky-<n>-<tag>``: 503 for the first ``n`` calls, then the body back.
-- ``bad-<tag>``: always 400 with a JSON error. ``down-<tag>``: always 503.
-- ``slow-<ms>-<tag>``: waits ``ms`` milliseconds, then the body back.
-- ``chunks``: the body back in three chunks, so with chunked transfer encoding.
-- ``query``: the request's query string back.
-- ``GET /api/v1/servicediscovery/upstreams/echo``: this server as the only instance.
-
-With a token, every predict request must pass ``check_authorization`` (body included).
-``EasServer.calls`` counts requests per path.
+- ``echo`` (EAS string format): the body back; ``slow``: the same after ``SLOW_SECONDS``;
+- ``tf`` / ``torch`` (EAS TensorFlow / PyTorch formats): ``doubled`` = 2·x, ``total`` = Σx /
+  ``[x + 1, x * 10]``;
+- ``scale`` (v2): ``scaled`` = 2·x per row; ``total`` (TCP): the sum of a list;
+- ``boom``: ``predict`` raises, counting its calls in ``Boom.calls``;
+- ``jam``: one item at a time, one queued at most (``max_queue_size=1``), ``predict`` waits
+  for ``Jam.gate``, so a test can fill its queue and see 429;
+- ``wide`` (v2): batches of up to 256 rows formed over 200 ms, sizes kept in ``Wide.sizes``;
+- ``warming``: ``load`` waits for ``Warming.gate``, which this module's server never opens
+  before teardown: always 503.
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
-import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
-import orjson
 import pytest
-import uvicorn
 
-from servekit.errors import ServekitError
-from servekit.protocol.eas import (
-    decode_tf_request,
-    decode_torch_request,
-    encode_tf_response,
-    encode_torch_response,
-)
-from servekit.protocol.eas_auth import check_authorization
+import servekit
+from servekit.server import App
+from support.servers import LiveServer
 
-PREDICT = "/api/predict/"
-DISCOVERY = "/api/v1/servicediscovery/upstreams/"
+TOKEN = "tok"
+SLOW_SECONDS = 1.0
 
 
-class EasApp:
-    """The ASGI app; its state is read by tests."""
+class Echo(servekit.Model):
+    name = "echo"
 
-    def __init__(self, token: str = "") -> None:
-        self.token = token
-        self.port = 0
-        self.calls: collections.Counter[str] = collections.Counter()
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        body = await _read_body(receive)
-        path = scope["path"]
-        self.calls[path] += 1
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        try:
-            if path.endswith("/query"):
-                body = scope["query_string"]
-            status, out = await self._route(scope["method"], path, headers, body)
-        except ServekitError as exc:
-            status, out = exc.status, orjson.dumps({"error": exc.message})
-        if path.endswith("/chunks") and status == 200:
-            await _send_chunked(send, out)
-            return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-length", str(len(out)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": out})
-
-    async def _route(
-        self, method: str, path: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, bytes]:
-        if method == "GET" and path == DISCOVERY + "echo":
-            items = [{"ip": "127.0.0.1", "port": self.port, "weight": 1}]
-            return 200, orjson.dumps({"endpoints": {"items": items}})
-        if method != "POST" or not path.startswith(PREDICT):
-            return 404, orjson.dumps({"error": f"no route {method} {path}"})
-        if not check_authorization(
-            self.token, method=method, path=path, headers=headers, body=body
-        ):
-            return 401, orjson.dumps({"error": "missing or wrong token"})
-        service = path[len(PREDICT) :]
-        kind, _, rest = service.partition("-")
-        if kind == "tf":
-            feeds, fetches, signature = decode_tf_request(body)
-            x = feeds["x"]
-            outputs = {
-                "doubled": x * 2,
-                "total": np.array([x.sum()], dtype=x.dtype),
-                "signature": np.array([signature], dtype=object),
-            }
-            return 200, encode_tf_response(outputs, fetches)
-        if kind == "torch":
-            feeds, output_filter = decode_torch_request(body)
-            return 200, encode_torch_response([feeds[0] + 1, feeds[0] * 10], output_filter)
-        if kind == "flaky" and self.calls[path] <= int(rest.split("-")[0]):
-            return 503, orjson.dumps({"error": "warming up"})
-        if kind == "bad":
-            return 400, orjson.dumps({"error": "feed 'x' is malformed"})
-        if kind == "down":
-            return 503, b"service down"
-        if kind == "slow":
-            await asyncio.sleep(int(rest.split("-")[0]) / 1000)
-        return 200, body
+    def predict(self, batch: list[Any]) -> list[Any]:
+        return list(batch)
 
 
-async def _read_body(receive: Any) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return b"".join(chunks)
+class Slow(servekit.Model):
+    name = "slow"
+
+    def predict(self, batch: list[Any]) -> list[Any]:
+        time.sleep(SLOW_SECONDS)
+        return list(batch)
 
 
-async def _send_chunked(send: Any, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    third = max(1, len(body) // 3)
-    pieces = [body[:third], body[third : 2 * third], body[2 * third :]]
-    for piece in pieces:
-        await send({"type": "http.response.body", "body": piece, "more_body": True})
-    await send({"type": "http.response.body", "body": b""})
+class Tf(servekit.Model):
+    name = "tf"
+    eas_format = "tensorflow"
+
+    def predict(self, batch: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        return [
+            {"doubled": feeds["x"] * 2, "total": np.array([feeds["x"].sum()])} for feeds in batch
+        ]
 
 
-class EasServer:
-    """Serve an app with uvicorn in a thread, on a free loopback port."""
+class Torch(servekit.Model):
+    name = "torch"
+    eas_format = "pytorch"
 
-    def __init__(self, app: EasApp, **config: Any) -> None:
+    def predict(self, batch: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
+        return [[feeds[0] + 1, feeds[0] * 10] for feeds in batch]
+
+
+class Scale(servekit.Model):
+    name = "scale"
+    version = "1"
+
+    def predict(self, batch: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        return [{"scaled": row * 2} for row in batch]
+
+
+class Total(servekit.Model):
+    name = "total"
+
+    def predict(self, batch: list[Any]) -> list[Any]:
+        return [sum(item) if isinstance(item, list) else item for item in batch]
+
+
+class Boom(servekit.Model):
+    name = "boom"
+    calls = 0
+
+    def predict(self, batch: list[Any]) -> list[Any]:
+        type(self).calls += 1
+        raise RuntimeError("the model broke")
+
+
+class Jam(servekit.Model):
+    name = "jam"
+    max_batch_size = 1
+    max_queue_size = 1
+    gate = threading.Event()
+    entered = threading.Event()
+
+    def predict(self, batch: list[Any]) -> list[Any]:
+        type(self).entered.set()
+        type(self).gate.wait(30)
+        return list(batch)
+
+
+class Wide(servekit.Model):
+    name = "wide"
+    max_batch_size = 256
+    max_latency_ms = 200
+    sizes: list[int] = []
+
+    def predict(self, batch: list[np.ndarray]) -> list[np.ndarray]:
+        type(self).sizes.append(len(batch))
+        return [row + 1 for row in batch]
+
+
+class Warming(servekit.Model):
+    name = "warming"
+    gate = threading.Event()
+
+    def load(self) -> None:
+        type(self).gate.wait(60)
+
+    def predict(self, batch: list[Any]) -> list[Any]:
+        return list(batch)
+
+
+def models() -> list[servekit.Model]:
+    return [Echo(), Slow(), Tf(), Torch(), Scale(), Total(), Boom(), Jam(), Wide(), Warming()]
+
+
+def wait_ready(url: str, names: list[str], timeout: float = 20.0) -> None:
+    """Poll the v2 ready route of each model until it answers 200."""
+    deadline = time.monotonic() + timeout
+    with servekit.Client(url, token=TOKEN) as client:
+        for name in names:
+            while not client.ready(name):
+                assert time.monotonic() < deadline, f"model {name!r} did not get ready"
+                time.sleep(0.01)
+
+
+class Door:
+    """A running App: ``url`` (HTTP), ``tcp_port``, ``port``."""
+
+    def __init__(self, app: App, live: LiveServer) -> None:
         self.app = app
+        self.live = live
+        self.url = live.url
+        self.port = live.port
+        assert app.tcp_port is not None
+        self.tcp_port: int = app.tcp_port
+
+
+@pytest.fixture(scope="module")
+def door() -> Iterator[Door]:
+    Jam.gate.set()
+    Warming.gate.clear()
+    app = App(models(), token=TOKEN, tcp_port=0)
+    live = LiveServer(app).start()
+    ready = ["echo", "slow", "tf", "torch", "scale", "total", "boom", "jam", "wide"]
+    wait_ready(live.url, ready)
+    yield Door(app, live)
+    Warming.gate.set()
+    Jam.gate.set()
+    live.stop()
+
+
+@pytest.fixture
+def start_door() -> Iterator[Callable[..., Door]]:
+    """``start_door(models, **uvicorn_config)``: a fresh App on its own port for one test."""
+    running: list[LiveServer] = []
+
+    def start(served: list[servekit.Model], **config: Any) -> Door:
+        app = App(served, token=TOKEN, tcp_port=0)
+        live = LiveServer(app, **config).start()
+        running.append(live)
+        deadline = time.monotonic() + 10
+        while app.tcp_port == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        return Door(app, live)
+
+    yield start
+    for live in running:
+        live.stop()
+
+
+@pytest.fixture
+def jammed(door: Door) -> Iterator[None]:
+    """``jam``'s model is blocked for the test's duration (its queue can then fill up)."""
+    Jam.entered.clear()
+    Jam.gate.clear()
+    yield
+    Jam.gate.set()
+
+
+class closed_port:
+    """A loopback port nothing listens on (bound, never listening, so nobody else gets it)."""
+
+    def __enter__(self) -> int:
+        import socket
+
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
-        self.port = app.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        cfg = uvicorn.Config(
-            app, lifespan="off", ws="none", log_level="warning", access_log=False, **config
-        )
-        self.server = uvicorn.Server(cfg)
-        self.thread = threading.Thread(target=self.server.run, args=([self.sock],), daemon=True)
-
-    @property
-    def calls(self) -> collections.Counter[str]:
-        return self.app.calls
-
-    def __enter__(self) -> EasServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the test EAS server did not start")
-            time.sleep(0.01)
-        return self
+        return int(self.sock.getsockname()[1])
 
     def __exit__(self, *exc_info: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
         self.sock.close()
-
-
-@pytest.fixture(scope="module")
-def eas_server() -> Iterator[EasServer]:
-    """An open EAS server (no token)."""
-    with EasServer(EasApp()) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def token_server() -> Iterator[EasServer]:
-    """An EAS server whose service token is ``s3cret``."""
-    with EasServer(EasApp(token="s3cret")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def short_keepalive_server() -> Iterator[EasServer]:
-    """An open EAS server that closes idle keep-alive connections after one second."""
-    with EasServer(EasApp(), timeout_keep_alive=1) as server:
-        yield server

@@ -1,4 +1,8 @@
-"""servekit.client.Transport: framing, pooling, retries, against real loopback servers."""
+"""servekit.client.Transport: framing, pooling, retries, against real loopback servers.
+
+The real servekit door (``door``, see conftest) for everything it can show; a raw TCP
+server sending canned bytes for what a correct server never sends (framing edge cases).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,17 @@ import time
 
 import pytest
 
-from servekit.client import ConnectError, HTTPStatusError, Retry, Transport
+from servekit.client import (
+    ConnectError,
+    NotFoundError,
+    ProtocolError,
+    Retry,
+    ServiceUnavailable,
+    Transport,
+    UnauthorizedError,
+)
+
+from .conftest import TOKEN, Door, Echo
 
 
 class CannedServer:
@@ -58,64 +72,70 @@ class CannedServer:
         self.listener.close()
 
 
-def test_large_bodies_round_trip_both_ways(eas_server) -> None:
+ECHO = "/api/predict/echo"
+
+
+def test_large_bodies_round_trip_both_ways(door: Door) -> None:
     body = bytes(range(256)) * 4096  # 1 MiB
-    with Transport(eas_server.url) as transport:
-        response = transport.request("POST", "/api/predict/echo", body)
+    with Transport(door.url, token=TOKEN) as transport:
+        response = transport.request("POST", ECHO, body)
     assert response.status == 200
     assert response.body == body
     assert response.headers["content-length"] == str(len(body))
 
 
-def test_chunked_responses_are_reassembled(eas_server) -> None:
-    body = b"0123456789" * 1000
-    with Transport(eas_server.url) as transport:
-        response = transport.request("POST", "/api/predict/chunks", body)
-    assert "chunked" in response.headers.get("transfer-encoding", "")
-    assert response.body == body
+def test_chunked_responses_are_reassembled() -> None:
+    reply = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
+    )
+    with CannedServer(reply) as server, Transport(server.url) as transport:
+        response = transport.request("GET", "/")
+    assert response.body == b"hello world"
 
 
-def test_connections_are_kept_alive_and_reused(eas_server) -> None:
-    with Transport(eas_server.url) as transport:
+def test_connections_are_kept_alive_and_reused(door: Door) -> None:
+    with Transport(door.url, token=TOKEN) as transport:
         for i in range(20):
-            assert transport.request("POST", "/api/predict/echo", b"%d" % i).body == b"%d" % i
+            assert transport.request("POST", ECHO, b"%d" % i).body == b"%d" % i
         assert len(transport._idle) == 1
 
 
-def test_a_connection_the_server_closed_while_idle_is_replaced_silently(
-    short_keepalive_server,
-) -> None:
-    transport = Transport(short_keepalive_server.url, retry=Retry(attempts=1))
+def test_a_connection_the_server_closed_while_idle_is_replaced_silently(start_door) -> None:
+    served = start_door([Echo()], timeout_keep_alive=1)
+    transport = Transport(served.url, token=TOKEN, retry=Retry(attempts=1))
     with transport:
-        assert transport.request("POST", "/api/predict/echo", b"one").body == b"one"
+        assert transport.request("POST", ECHO, b"one").body == b"one"
         time.sleep(1.5)  # the server drops the idle connection after 1 s
-        assert transport.request("POST", "/api/predict/echo", b"two").body == b"two"
+        assert transport.request("POST", ECHO, b"two").body == b"two"
 
 
-def test_bearer_token_passes_a_token_guarded_server(token_server) -> None:
-    with Transport(token_server.url, token="s3cret") as transport:
-        assert transport.request("POST", "/api/predict/echo", b"hi").body == b"hi"
+def test_bearer_token_passes_a_token_guarded_server(door: Door) -> None:
+    with Transport(door.url, token=TOKEN) as transport:
+        assert transport.request("POST", ECHO, b"hi").body == b"hi"
     with (
-        Transport(token_server.url, token="nope") as transport,
-        pytest.raises(HTTPStatusError) as info,
+        Transport(door.url, token="nope") as transport,
+        pytest.raises(UnauthorizedError) as info,
     ):
-        transport.request("POST", "/api/predict/echo", b"hi")
+        transport.request("POST", ECHO, b"hi")
     assert info.value.status == 401
 
 
-def test_http_errors_carry_status_and_the_json_error_message(eas_server) -> None:
-    with Transport(eas_server.url) as transport, pytest.raises(HTTPStatusError) as info:
+def test_http_errors_carry_status_and_the_json_error_message(door: Door) -> None:
+    with Transport(door.url, token=TOKEN) as transport, pytest.raises(NotFoundError) as info:
         transport.request("GET", "/nowhere")
     assert info.value.status == 404
-    assert info.value.message.endswith("no route GET /nowhere")
+    assert info.value.message.endswith("no route for GET /nowhere")
     assert b"no route" in info.value.body
+    assert info.value.headers["content-type"].startswith("application/json")
 
 
-def test_send_makes_one_try_and_returns_any_status(eas_server) -> None:
-    with Transport(eas_server.url) as transport:
-        response = transport.send("POST", "/api/predict/down-send", b"")
-    assert response.status == 503
-    assert eas_server.calls["/api/predict/down-send"] == 1
+def test_send_makes_one_try_and_returns_any_status(door: Door) -> None:
+    with Transport(door.url, token=TOKEN) as transport:
+        response = transport.send("POST", "/api/predict/warming", b"")
+        assert response.status == 503
+        with pytest.raises(ServiceUnavailable):
+            transport.request("POST", "/api/predict/warming", b"")
 
 
 def test_a_response_without_length_is_read_until_the_server_closes() -> None:
@@ -127,22 +147,31 @@ def test_a_response_without_length_is_read_until_the_server_closes() -> None:
         assert transport._idle == []
 
 
-def test_garbage_instead_of_http_is_a_connect_error() -> None:
+def test_garbage_instead_of_http_is_a_protocol_error_not_retried() -> None:
     sleeps: list[float] = []
     retry = Retry(attempts=2, sleep=sleeps.append)
     with CannedServer(b"SSH-2.0-nope\r\n\r\n") as server:
         transport = Transport(server.url, retry=retry)
-        with transport, pytest.raises(ConnectError, match="invalid HTTP response"):
+        with transport, pytest.raises(ProtocolError, match="invalid HTTP response"):
             transport.request("GET", "/")
-        assert server.connections == 2
-    assert len(sleeps) == 1
+        assert server.connections == 1
+    assert sleeps == []
 
 
-def test_a_server_closing_without_answering_is_retried_then_a_connect_error() -> None:
+def test_a_post_the_server_dropped_after_receiving_it_is_not_resent() -> None:
+    with CannedServer(b"") as server:
+        transport = Transport(server.url, retry=Retry(attempts=3, sleep=lambda s: None))
+        with transport, pytest.raises(ConnectError, match="connection failed") as info:
+            transport.request("POST", "/", b"x")
+        assert server.connections == 1
+    assert info.value.sent is True
+
+
+def test_a_get_the_server_dropped_is_resent_it_is_idempotent() -> None:
     with CannedServer(b"") as server:
         transport = Transport(server.url, retry=Retry(attempts=3, sleep=lambda s: None))
         with transport, pytest.raises(ConnectError, match="connection failed"):
-            transport.request("POST", "/", b"x")
+            transport.request("GET", "/")
         assert server.connections == 3
 
 

@@ -10,9 +10,16 @@ from typing import Any
 
 import pytest
 
-from servekit.client import PredictException, QueueClient
+from servekit.client import (
+    BadRequestError,
+    NotFoundError,
+    PredictException,
+    QueueClient,
+    TooManyRequests,
+    UnauthorizedError,
+)
 from servekit.client.queue_client import Watcher
-from servekit.errors import NotFound, QueueFull, Unauthorized
+from servekit.errors import ServekitError
 
 
 @pytest.fixture
@@ -95,19 +102,37 @@ def test_client_watch_with_commit_spreads_over_two_consumers(serve_door: Any, cl
     assert producer.attributes()["stream.length"] == "0"
 
 
-def test_client_maps_errors_to_servekit_errors(serve_door: Any, client: Any) -> None:
+def test_client_raises_the_client_error_tree_with_eas_codes(serve_door: Any, client: Any) -> None:
     server = serve_door(token="t0k", max_length=1)
-    with pytest.raises(Unauthorized):
+    with pytest.raises(UnauthorizedError):
         client(server).put(b"x")
     authorized = client(server, token="t0k")
+    authorized.set_retry_count(0)  # a 429 is otherwise retried after its Retry-After
     authorized.put(b"x")
-    with pytest.raises(QueueFull) as full:
+    with pytest.raises(TooManyRequests) as full:
         authorized.put(b"y")
     assert isinstance(full.value, PredictException) and full.value.code == 429
-    with pytest.raises(NotFound):
+    assert full.value.retry_after is not None
+    assert not isinstance(full.value, ServekitError)  # the server's tree stays the server's
+    with pytest.raises(BadRequestError):
+        authorized.get(timeout="soon")
+    with pytest.raises(NotFoundError):
         client(server, name="missing", token="t0k").attributes()
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundError):
         next(iter(client(server, name="missing", token="t0k").watch(0, 1).run()))
+
+
+def test_a_put_refused_with_429_is_resent_after_retry_after(serve_door: Any, client: Any) -> None:
+    server = serve_door(max_length=1)
+    producer = client(server)
+    first, _ = producer.put(b"x")
+    consumer = client(server)
+    timer = threading.Timer(0.3, lambda: consumer.get(index=first))  # frees the one slot
+    timer.start()
+    started = time.monotonic()
+    index, _ = producer.put(b"y")
+    timer.join()
+    assert index > first and time.monotonic() - started >= 0.3
 
 
 def test_watcher_close_from_another_thread_ends_run(serve_door: Any, client: Any) -> None:

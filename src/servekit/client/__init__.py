@@ -1,7 +1,37 @@
-"""Clients for servekit's doors, sharing one pooled, retrying HTTP transport."""
+"""Clients for servekit's doors: one error tree, one retry policy, pooled transports.
 
-from servekit.client._errors import ClientError, ConnectError, HTTPStatusError, RequestTimeout
-from servekit.client._transport import Response, Retry, Transport
+=================  ==========================================================
+``Client``         v2 (Open Inference Protocol), numpy in and out; blocking
+``AsyncClient``    the same on asyncio
+``PredictClient``  PAI-EAS predict (the ``eas-prediction`` SDK's names)
+``QueueClient``    PAI-EAS queue service
+``TcpClient``      the length-prefixed JSON frame door
+``HttpClient``     Virtex ``HttpMessage``s to an ``http_server``
+=================  ==========================================================
+
+Importing this package imports no server, batching or queue-backend module.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from servekit.client._errors import (
+    BadRequestError,
+    ClientError,
+    ConnectError,
+    GatewayTimeout,
+    HTTPStatusError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ProtocolError,
+    RequestTimeout,
+    ServiceUnavailable,
+    TooManyRequests,
+    TransportError,
+    UnauthorizedError,
+)
+from servekit.client._http11 import Response
+from servekit.client._retry import Retry
+from servekit.client._transport import Transport
 from servekit.client.eas import (
     ENDPOINT_TYPE_DEFAULT,
     ENDPOINT_TYPE_DIRECT,
@@ -20,28 +50,50 @@ from servekit.client.queue_client import QueueClient
 from servekit.client.tcp import TcpClient
 from servekit.client.v2 import AsyncClient, Client
 
+if TYPE_CHECKING:
+    from servekit.client._async_transport import AsyncTransport
+
+
+def __getattr__(name: str) -> Any:
+    if name == "AsyncTransport":  # asyncio loads on first use
+        from servekit.client._async_transport import AsyncTransport
+
+        return AsyncTransport
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "ENDPOINT_TYPE_DEFAULT",
     "ENDPOINT_TYPE_DIRECT",
     "ENDPOINT_TYPE_GATEWAY",
     "AsyncClient",
+    "AsyncTransport",
+    "BadRequestError",
     "Client",
     "ClientError",
     "ConnectError",
+    "GatewayTimeout",
     "HTTPStatusError",
     "HttpClient",
+    "NotFoundError",
+    "PayloadTooLargeError",
     "PredictClient",
     "PredictException",
+    "ProtocolError",
     "QueueClient",
     "RequestTimeout",
     "Response",
     "Retry",
+    "ServiceUnavailable",
     "StringRequest",
     "StringResponse",
     "TFRequest",
     "TFResponse",
     "TcpClient",
+    "TooManyRequests",
     "TorchRequest",
     "TorchResponse",
     "Transport",
+    "TransportError",
+    "UnauthorizedError",
 ]

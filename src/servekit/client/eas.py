@@ -9,8 +9,12 @@ It speaks to servekit's ``/api/predict/<service>`` route and to any EAS-protocol
 
 Where it differs from the SDK, on purpose:
 
-- 5xx answers (not only 500) and connection errors are retried, with exponential backoff
-  and jitter; timeouts and 4xx answers are not. ``set_retry_count`` counts every try.
+- Only what is safe to resend is retried (:class:`~servekit.client.Retry`): a connection
+  that failed before the request left, 503, and 429 after its ``Retry-After``; with
+  exponential backoff and jitter. Never a 500 (the SDK resends it, running the model
+  again), another 4xx or a timeout. ``set_retry_count`` counts every try.
+- Errors are the clients' one tree; ``PredictException`` is its root, with the SDK's
+  ``.code`` (the HTTP status; ``None`` when no answer came) and ``.message``.
 - ``https://`` endpoints are kept (the SDK rewrites every endpoint to ``http://``).
 - The signed ``Date`` header is real GMT (the SDK sends local time labelled GMT).
 - ``ENDPOINT_TYPE_DIRECT`` asks ``<endpoint>/api/v1/servicediscovery/upstreams/<service>``
@@ -38,8 +42,10 @@ from typing import Any
 import numpy as np
 import orjson
 
-from servekit.client._errors import ClientError
-from servekit.client._transport import Response, Retry, Transport
+from servekit.client._errors import ClientError, status_error
+from servekit.client._http11 import Response
+from servekit.client._retry import Retry
+from servekit.client._transport import Transport
 
 __all__ = [
     "ENDPOINT_TYPE_DEFAULT",
@@ -60,7 +66,8 @@ ENDPOINT_TYPE_DEFAULT = "DEFAULT"  # the SDK's name for the gateway
 ENDPOINT_TYPE_DIRECT = "DIRECT"
 
 PredictException = ClientError
-"""The SDK's exception name; ``.code`` is the HTTP status and ``.message`` the server's text."""
+"""The SDK's exception name: ``.code`` is the HTTP status (None without an answer) and
+``.message`` the server's text."""
 
 _log = logging.getLogger("servekit.client.eas")
 
@@ -152,7 +159,7 @@ class _ArrayRequest:
 
     def to_string(self) -> bytes:
         """The serialized protobuf body."""
-        return self.request_data.SerializeToString()
+        return bytes(self.request_data.SerializeToString())
 
     def __str__(self) -> str:
         return str(self.request_data)
@@ -225,7 +232,7 @@ class TorchRequest(_ArrayRequest):
         data = super().to_string()
         if self.flag:
             try:
-                import snappy
+                import snappy  # type: ignore[import-not-found]
             except ImportError:
                 raise ImportError(
                     "TorchRequest(flag=True) compresses with python-snappy: "
@@ -252,11 +259,13 @@ class _ArrayResponse:
     def get_values(self, key: Any) -> Sequence[Any]:
         """The values of an output, flattened row-major, as the protobuf holds them."""
         proto = self._output(key)
-        return getattr(proto, _eas().values_field(proto.dtype))
+        values: Sequence[Any] = getattr(proto, _eas().values_field(proto.dtype))
+        return values
 
     def get_array(self, key: Any) -> np.ndarray:
         """An output as a numpy array of its shape and dtype (servekit extra)."""
-        return _eas().array_from_proto(self._output(key), f"output {key!r}")
+        array: np.ndarray = _eas().array_from_proto(self._output(key), f"output {key!r}")
+        return array
 
     def __str__(self) -> str:
         return str(self.response)
@@ -339,7 +348,7 @@ class PredictClient:
     @property
     def retry_count(self) -> int:
         """How many times a request is tried in all."""
-        return self.retry.attempts
+        return self.retry.attempts or 1
 
     def set_retry_count(self, count: int) -> None:
         """How many times a request is tried in all (default 5)."""
@@ -382,7 +391,7 @@ class PredictClient:
         self.destroy()
 
     def predict(self, request: Any) -> Any:
-        """Send ``request`` and return its parsed response; failures raise ``ClientError``."""
+        """Send ``request`` and return its parsed response; failures raise ``PredictException``."""
         router = self._router or self._ensure_router()
         body = request.to_string()
         if isinstance(body, str):
@@ -393,9 +402,13 @@ class PredictClient:
         path = router.path
 
         def once() -> Response:
-            return router.next().send("POST", path, body, headers, timeout=seconds)
+            response = router.next().send("POST", path, body, headers, timeout=seconds)
+            if not 200 <= response.status < 300:
+                where = router.url
+                raise status_error(response.status, response.body, response.headers, where=where)
+            return response
 
-        response = retry.run(once, router.url)
+        response = retry.call(once)
         return request.parse_response(response.body)
 
     # internals
@@ -414,16 +427,14 @@ class PredictClient:
             return _Router([(self._gateway(), 1)], path, self.max_connection_count)
         if self.endpoint_type == ENDPOINT_TYPE_DIRECT:
             return _DirectRouter(self._gateway(), self.service_name, path, self)
-        raise ClientError(f"unsupported endpoint type: {self.endpoint_type!r}", status=500)
+        raise ClientError(f"unsupported endpoint type: {self.endpoint_type!r}")
 
     def _gateway(self) -> str:
         endpoint = self.endpoint
         if not endpoint:
             namespace = os.getenv("NAMESPACE")
             if not namespace:
-                raise ClientError(
-                    "'endpoint' must be set when running outside an EAS service", status=500
-                )
+                raise ClientError("'endpoint' must be set when running outside an EAS service")
             endpoint = f"{self.service_name.replace('_', '-')}.{namespace}:8080"
         return endpoint if "://" in endpoint else f"http://{endpoint}"
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from servekit.client._transport import Retry, Transport
+from servekit.client._retry import Retry
+from servekit.client._transport import Transport
 from servekit.messages import HttpMessage
 
 

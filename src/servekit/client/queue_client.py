@@ -11,84 +11,57 @@
     watcher.close()
 
 HTTP goes through servekit's shared transport (pooled keep-alive connections); the watch
-WebSocket through ``websockets``' sync client. Errors are
-``ClientError``s (``PredictException`` to EAS users, with ``.code``) that are also the matching
-``servekit.errors`` class: ``QueueFull`` (429), ``NotFound`` (404), ``Unauthorized`` (401),
-``BadRequest`` (400), ``PayloadTooLarge`` (413), ``Unavailable`` (503); ``ConnectError`` when
-the server cannot be reached.
+WebSocket through ``websockets``' sync client. Errors are the clients' one tree
+(``PredictException`` to EAS users, with ``.code``): ``TooManyRequests`` (429, queue full),
+``NotFoundError`` (404), ``UnauthorizedError`` (401), ``BadRequestError`` (400),
+``PayloadTooLargeError`` (413), ``ServiceUnavailable`` (503); ``ConnectError`` when the server
+cannot be reached. Retries follow :class:`~servekit.client.Retry`: a put is resent only if it
+never left this machine, or after a 429/503 answer (which stored nothing).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
+import re
 import uuid
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import orjson
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
-from websockets.sync.client import ClientConnection, connect
 
-from servekit import errors
-from servekit.client._errors import ConnectError, HTTPStatusError, _server_message
-from servekit.client._transport import Response, Retry, Transport
-from servekit.protocol.queue_wire import DataFrame, WireError, decode_frame, decode_list
+from servekit.client._errors import (
+    ConnectError,
+    ProtocolError,
+    status_error,
+)
+from servekit.client._http11 import IDEMPOTENT, Response
+from servekit.client._retry import Retry
+from servekit.client._transport import Transport
+
+if TYPE_CHECKING:
+    from servekit.client._watch import Watcher
+    from servekit.protocol.queue_wire import DataFrame
 
 __all__ = ["DataFrame", "QueueClient", "Watcher"]
+
+
+def __getattr__(name: str) -> Any:
+    # protobuf and websockets load on first use: most users of servekit.client need neither
+    if name == "Watcher":
+        from servekit.client._watch import Watcher
+
+        return Watcher
+    if name == "DataFrame":
+        from servekit.protocol.queue_wire import DataFrame
+
+        return DataFrame
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 HEADER_UID = "X-EAS-QueueService-Redis-Uid"
 HEADER_GID = "X-EAS-QueueService-Redis-Gid"
 HEADER_REQUEST_ID = "X-Eas-Queueservice-Request-Id"
-
-
-class _Status(HTTPStatusError):
-    """A non-2xx answer that is also the matching ``servekit.errors`` class."""
-
-    def __init__(self, message: str, *, status: int | None = None, body: bytes = b"") -> None:
-        errors.ServekitError.__init__(self, message, status=status)
-        self.body = body
-
-
-class BadRequestError(_Status, errors.BadRequest):
-    pass
-
-
-class UnauthorizedError(_Status, errors.Unauthorized):
-    pass
-
-
-class NotFoundError(_Status, errors.NotFound):
-    pass
-
-
-class PayloadTooLargeError(_Status, errors.PayloadTooLarge):
-    pass
-
-
-class QueueFullError(_Status, errors.QueueFull):
-    retry_after = 1.0
-
-
-class UnavailableError(_Status, errors.Unavailable):
-    pass
-
-
-_STATUS_ERRORS: dict[int, type[_Status]] = {
-    400: BadRequestError,
-    401: UnauthorizedError,
-    404: NotFoundError,
-    413: PayloadTooLargeError,
-    429: QueueFullError,
-    503: UnavailableError,
-}
-
-
-def _error(status: int, body: bytes) -> HTTPStatusError:
-    message = _server_message(body) or f"HTTP {status}"
-    return _STATUS_ERRORS.get(status, _Status)(message, status=status, body=body)
 
 
 def _indexes(index: int | str | list[int] | list[str]) -> str:
@@ -131,7 +104,6 @@ class QueueClient:
         self.uid = uid or str(uuid.uuid4())
         self.gid = gid or "eas"
         if self._http is None:
-            # retries are this client's own (a put is resent only if it never left)
             self._http = Transport(self._base_url(), retry=Retry(attempts=1))
 
     def close(self) -> None:
@@ -176,24 +148,21 @@ class QueueClient:
         encoded = urlencode({k: str(v) for k, v in query.items()})
         path = f"?{encoded}" if encoded else ""
         timeout = max(self.timeout / 1000.0, wait + 5.0)
-        for attempt in range(self.retry_count + 1):
-            try:
-                response = self._http.send(
-                    method, path, body or b"", self._headers(), timeout=timeout
-                )
-            except ConnectError as exc:
-                # a put is retried only if it never reached the server
-                retry = method != "POST" or not exc.sent
-                if not retry or attempt == self.retry_count:
-                    raise ConnectError(f"{method} {self._url(query)}: {exc.message}") from exc
-                if self.logger:
-                    self.logger.debug("%s %s failed (%s), retrying", method, path, exc)
-                time.sleep(min(0.05 * 2**attempt, 1.0))
-                continue
+        http = self._http
+
+        def once() -> Response:
+            response = http.send(method, path, body or b"", self._headers(), timeout=timeout)
             if response.status // 100 != 2:
-                raise _error(response.status, response.body)
+                raise status_error(response.status, response.body, response.headers)
             return response
-        raise AssertionError("unreachable")
+
+        retry = Retry(attempts=self.retry_count + 1, max_backoff=1.0)
+        try:
+            return retry.call(once, idempotent=method in IDEMPOTENT)
+        except ConnectError as exc:
+            raise ConnectError(
+                f"{method} {self._url(query)}: {exc.message}", sent=exc.sent
+            ) from exc
 
     # -- operations -----------------------------------------------------------------------
 
@@ -231,10 +200,12 @@ class QueueClient:
         if request_id is not None:
             query["requestId"] = request_id
         response = self._request("GET", query, wait=_seconds(timeout))
+        from servekit.protocol.queue_wire import WireError, decode_list
+
         try:
             return decode_list(response.body)
         except WireError as exc:
-            raise _Status(f"server sent an invalid DataFrameListProto: {exc}", status=502) from exc
+            raise ProtocolError(f"server sent an invalid DataFrameListProto: {exc}") from exc
 
     def attributes(self) -> dict[str, str]:
         """The queue's attributes (``stream.length``, ``stream.lastEntry``, …)."""
@@ -274,101 +245,23 @@ class QueueClient:
             "_auto_commit_": str(auto_commit).lower(),
             **(tags or {}),
         }
+        from servekit.client._watch import Watcher
+
         return Watcher(self._url(query, websocket=True), self._headers(), self.logger)
 
 
-class Watcher:
-    """Records pushed over a WebSocket; reconnects (with backoff) when the connection drops."""
-
-    def __init__(
-        self,
-        url: str,
-        headers: Mapping[str, str],
-        logger: logging.Logger | None,
-        *,
-        max_backoff: float = 2.0,
-        open_timeout: float = 10.0,
-    ) -> None:
-        self.url = url
-        self.headers = dict(headers)
-        self.logger = logger
-        self.max_backoff = max_backoff
-        self.open_timeout = open_timeout
-        self._lock = threading.Lock()
-        self._conn: ClientConnection | None = None
-        self._closed = threading.Event()
-        self._running = False
-
-    def run(self) -> Iterator[DataFrame]:
-        """Yield records until ``close()``; refused handshakes (401, 404, …) raise at once."""
-        with self._lock:
-            if self._running:
-                raise BadRequestError("this watcher is already running", status=400)
-            self._running = True
-        backoff = 0.05
-        try:
-            while not self._closed.is_set():
-                conn = self._connect()
-                if conn is None:
-                    self._closed.wait(backoff)
-                    backoff = min(backoff * 2, self.max_backoff)
-                    continue
-                backoff = 0.05
-                try:
-                    for message in conn:
-                        yield decode_frame(
-                            message if isinstance(message, bytes) else message.encode()
-                        )
-                except ConnectionClosed as exc:
-                    if self.logger and not self._closed.is_set():
-                        self.logger.warning("watch connection closed (%s), reconnecting", exc)
-                finally:
-                    conn.close()
-        finally:
-            with self._lock:
-                self._running = False
-
-    def _connect(self) -> ClientConnection | None:
-        try:
-            conn = connect(
-                self.url,
-                additional_headers=self.headers,
-                open_timeout=self.open_timeout,
-                max_size=None,
-            )
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            if 400 <= status < 500:
-                raise _error(status, exc.response.body or b"") from exc
-            self._log_retry(exc)
-            return None
-        except (OSError, InvalidHandshake, TimeoutError) as exc:
-            self._log_retry(exc)
-            return None
-        with self._lock:
-            if self._closed.is_set():
-                conn.close()
-                return None
-            self._conn = conn
-        return conn
-
-    def _log_retry(self, exc: Exception) -> None:
-        if self.logger:
-            self.logger.warning("watch connect to %s failed (%s), retrying", self.url, exc)
-
-    def close(self) -> None:
-        """Stop: ``run()`` returns after the record it is yielding, if any."""
-        with self._lock:
-            self._closed.set()
-            conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|us|µs|ns|h|m|s)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 
 
 def _seconds(timeout: str | float) -> float:
-    from servekit.queue.params import duration
-
+    """Seconds of a Go-style duration (``5s``, ``500ms``, ``1m30s``) or a number; else 5."""
+    text = str(timeout).strip()
     try:
-        return duration({"t": str(timeout)}, "t", 5.0, limit=3600.0)
-    except errors.BadRequest:
-        return 5.0
+        seconds = float(text)
+    except ValueError:
+        parts = _DURATION_PART.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            return 5.0
+        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    return min(seconds, 3600.0) if seconds >= 0 else 5.0

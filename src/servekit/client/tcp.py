@@ -7,6 +7,10 @@
 
 Connecting is retried with backoff (:class:`Retry`); a message already sent is never resent.
 A kept connection the server closed while idle is noticed before sending, and replaced.
+
+A failure answer (``flag`` 2) raises the status error of its ``code`` (the HTTP status the
+same failure has on the HTTP doors): ``NotFoundError`` for an unknown model, and so on; an
+answer without a code counts as 500.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from servekit.client._errors import ClientError, ConnectError, RequestTimeout
-from servekit.client._transport import Retry
+from servekit.client._errors import ConnectError, ProtocolError, RequestTimeout, status_error
+from servekit.client._retry import Retry
 from servekit.protocol.tcp_frames import (
     DEFAULT_MAX_FRAME_SIZE,
     FLAG_SUCCESS,
@@ -78,8 +82,8 @@ class TcpClient:
         message = {**params, "req_type": ReqType.INFERENCE, "request_number": number, "data": data}
         answer = self._checked(self.request(message))
         if answer.get("request_number", number) != number:
-            raise ClientError(
-                f"answer to request {answer.get('request_number')} arrived for {number}", status=502
+            raise ProtocolError(
+                f"answer to request {answer.get('request_number')} arrived for {number}"
             )
         return answer.get("data")
 
@@ -134,7 +138,7 @@ class TcpClient:
             if isinstance(item, FrameError):
                 if item.fatal:
                     self._reset()
-                raise ClientError(f"{self._address}: bad frame from server: {item}", status=502)
+                raise ProtocolError(f"{self._address}: bad frame from server: {item}")
             return item
 
     def close(self) -> None:
@@ -165,7 +169,7 @@ class TcpClient:
         try:
             sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
         except OSError as exc:
-            raise ConnectError(f"{self._address}: cannot connect: {exc}") from exc
+            raise ConnectError(f"{self._address}: cannot connect: {exc}", sent=False) from exc
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._decoder = FrameDecoder(self.max_frame_size)
         return sock
@@ -197,15 +201,15 @@ class TcpClient:
         self._pending.clear()
         self._outstanding = 0
 
-    @staticmethod
-    def _checked(answer: Any) -> dict[str, Any]:
+    def _checked(self, answer: Any) -> dict[str, Any]:
         if not isinstance(answer, dict):
             kind = type(answer).__name__
-            raise ClientError(f"expected a JSON object answer, got {kind}", status=502)
+            raise ProtocolError(f"{self._address}: expected a JSON object answer, got {kind}")
         if answer.get("flag") != FLAG_SUCCESS:
-            status = answer.get("status", 500)
+            code = answer.get("code")
             message = answer.get("message") or "the server reported a failure"
-            raise ClientError(str(message), status=status if isinstance(status, int) else 500)
+            status = code if isinstance(code, int) and 400 <= code < 600 else 500
+            raise status_error(status, message=f"{self._address}: {message}")
         return answer
 
 

@@ -1,18 +1,28 @@
-"""Native clients for the Open Inference Protocol (v2): numpy in, numpy out."""
+"""Native clients for the Open Inference Protocol (v2): numpy in, numpy out.
+
+``Client`` is blocking and thread-safe; ``AsyncClient`` is its asyncio twin on its own
+transport, so one event loop keeps as many requests in flight as it starts.
+"""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 
-from servekit.client._errors import ClientError
-from servekit.client._transport import Response, Retry, Transport
+from servekit.client._errors import ProtocolError
+from servekit.client._http11 import Response
+from servekit.client._retry import Retry
+from servekit.client._transport import Transport
 from servekit.errors import BadRequest
 from servekit.protocol.v2 import encode_infer_request, parse_infer_response
+
+if TYPE_CHECKING:
+    from servekit.client._async_transport import AsyncTransport
+
+__all__ = ["AsyncClient", "Client"]
 
 Inputs = Mapping[str, Any] | np.ndarray
 
@@ -21,8 +31,10 @@ class Client:
     """A pooled, retrying v2 client: ``Client(url).infer("model", {"x": array})``.
 
     ``binary=True`` sends tensors with the binary data extension (faster for big arrays)
-    and asks for binary outputs. Errors raise ``servekit.client.HTTPStatusError`` carrying
-    the status and the server's message; connection errors and 5xx are retried.
+    and asks for binary outputs. A failure answer raises its ``HTTPStatusError`` subclass
+    (``NotFoundError``, ``TooManyRequests``, …) with the server's message; no answer raises
+    a ``TransportError``. ``retries`` counts every try of what :class:`Retry` deems safe to
+    resend (never a 500 or a 4xx other than 429).
     """
 
     def __init__(
@@ -57,23 +69,9 @@ class Client:
         parameters: dict[str, Any] | None = None,
     ) -> dict[str, np.ndarray]:
         """Run ``model`` on ``inputs`` (a dict of arrays, or one array named ``input-0``)."""
-        use_binary = self.binary if binary is None else binary
-        if isinstance(inputs, np.ndarray):
-            inputs = {"input-0": inputs}
-        body, json_length = encode_infer_request(
-            inputs,
-            binary=use_binary,
-            outputs=outputs,
-            binary_output=use_binary,
-            request_id=request_id,
-            parameters=parameters,
+        body, headers = _encode(
+            inputs, self.binary if binary is None else binary, outputs, request_id, parameters
         )
-        headers = {"content-type": "application/json"}
-        if json_length is not None:
-            headers = {
-                "content-type": "application/octet-stream",
-                "inference-header-content-length": str(json_length),
-            }
         response = self._transport.request(
             "POST", _model_path(model, version) + "/infer", body, headers, timeout=timeout
         )
@@ -85,14 +83,16 @@ class Client:
         return self._transport.send("GET", path).status == 200
 
     def live(self) -> bool:
+        """Whether the server process is up."""
         return self._transport.send("GET", "/v2/health/live").status == 200
 
     def metadata(self, model: str | None = None, version: str | None = None) -> dict[str, Any]:
         """Server metadata, or a model's (name, versions, inputs, outputs)."""
         path = "/v2" if model is None else _model_path(model, version)
-        return orjson.loads(self._transport.request("GET", path).body)  # type: ignore[no-any-return]
+        return _json_object(self._transport.request("GET", path))
 
     def close(self) -> None:
+        """Close the idle connections."""
         self._transport.close()
 
     def __enter__(self) -> Client:
@@ -103,33 +103,114 @@ class Client:
 
 
 class AsyncClient:
-    """The asyncio twin of :class:`Client` (same transport, run in worker threads)."""
+    """The asyncio twin of :class:`Client`: same arguments, methods awaited.
 
-    def __init__(self, url: str, **options: Any) -> None:
-        self._client = Client(url, **options)
+    Requests run on the event loop (no threads): one connection per request in flight,
+    ``max_connections`` idle ones kept. Create and use it on one event loop.
+    """
 
-    async def infer(self, model: str, inputs: Inputs, **options: Any) -> dict[str, np.ndarray]:
-        return await asyncio.to_thread(self._client.infer, model, inputs, **options)
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str = "",
+        timeout: float = 30.0,
+        retries: int = 3,
+        binary: bool = False,
+        max_connections: int = 100,
+    ) -> None:
+        from servekit.client._async_transport import AsyncTransport  # asyncio on first use
+
+        self.binary = binary
+        self._transport: AsyncTransport = AsyncTransport(
+            url,
+            timeout=timeout,
+            retry=Retry(attempts=retries),
+            token=token,
+            max_connections=max_connections,
+        )
+
+    async def infer(
+        self,
+        model: str,
+        inputs: Inputs,
+        *,
+        version: str | None = None,
+        outputs: Sequence[str] = (),
+        binary: bool | None = None,
+        timeout: float | None = None,
+        request_id: str | None = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Run ``model`` on ``inputs`` (a dict of arrays, or one array named ``input-0``)."""
+        body, headers = _encode(
+            inputs, self.binary if binary is None else binary, outputs, request_id, parameters
+        )
+        response = await self._transport.request(
+            "POST", _model_path(model, version) + "/infer", body, headers, timeout=timeout
+        )
+        return _decode(response)
 
     async def ready(self, model: str | None = None, version: str | None = None) -> bool:
-        return await asyncio.to_thread(self._client.ready, model, version)
+        """Whether the server (or one model) is ready to serve."""
+        path = "/v2/health/ready" if model is None else _model_path(model, version) + "/ready"
+        return (await self._transport.send("GET", path)).status == 200
 
     async def live(self) -> bool:
-        return await asyncio.to_thread(self._client.live)
+        """Whether the server process is up."""
+        return (await self._transport.send("GET", "/v2/health/live")).status == 200
 
     async def metadata(
         self, model: str | None = None, version: str | None = None
     ) -> dict[str, Any]:
-        return await asyncio.to_thread(self._client.metadata, model, version)
+        """Server metadata, or a model's (name, versions, inputs, outputs)."""
+        path = "/v2" if model is None else _model_path(model, version)
+        return _json_object(await self._transport.request("GET", path))
 
     async def close(self) -> None:
-        self._client.close()
+        """Close the idle connections."""
+        await self._transport.aclose()
 
     async def __aenter__(self) -> AsyncClient:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+def _encode(
+    inputs: Inputs,
+    binary: bool,
+    outputs: Sequence[str],
+    request_id: str | None,
+    parameters: dict[str, Any] | None,
+) -> tuple[bytes, dict[str, str]]:
+    if isinstance(inputs, np.ndarray):
+        inputs = {"input-0": inputs}
+    body, json_length = encode_infer_request(
+        inputs,
+        binary=binary,
+        outputs=outputs,
+        binary_output=binary,
+        request_id=request_id,
+        parameters=parameters,
+    )
+    if json_length is None:
+        return body, {"content-type": "application/json"}
+    return body, {
+        "content-type": "application/octet-stream",
+        "inference-header-content-length": str(json_length),
+    }
+
+
+def _json_object(response: Response) -> dict[str, Any]:
+    try:
+        data = orjson.loads(response.body)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"server sent invalid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ProtocolError(f"expected a JSON object, got {type(data).__name__}")
+    return data
 
 
 def _model_path(model: str, version: str | None) -> str:
@@ -142,4 +223,4 @@ def _decode(response: Response) -> dict[str, np.ndarray]:
     try:
         return parse_infer_response(response.body, int(raw) if raw is not None else None).outputs
     except (BadRequest, ValueError) as exc:
-        raise ClientError(f"server sent an infer response servekit cannot read: {exc}") from exc
+        raise ProtocolError(f"server sent an infer response servekit cannot read: {exc}") from exc
