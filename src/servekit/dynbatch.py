@@ -9,21 +9,25 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import math
+import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from servekit.batching import BatchPolicy, CancelToken
+from servekit.batching import CancelToken
 from servekit.errors import Cancelled, DeadlineExceeded, Draining
 from servekit.model import Model
 from servekit.server.runtime import READY, ModelRuntime
+from servekit.settings import BatchSettings, InvalidSetting, set_in_env
 
 __all__ = [
     "BaseModel",
     "DynamicBatchModel",
     "PredictCancelledError",
     "PredictTimeoutError",
+    "RequestCorrelation",
 ]
 
 
@@ -58,6 +62,43 @@ class _Adapter(Model):
         return self.model.predict(self.model.preprocess(batch))
 
 
+@dataclass
+class RequestCorrelation:
+    """pyraisdk's request correlation: the caller's correlation id and element index."""
+
+    CorrelationId: str  # pyraisdk's field names
+    Element: int
+
+
+# pyraisdk's variables, read after the arguments and SERVEKIT_*: setting -> (variable, to ms)
+_PYRAISDK_ENV: dict[str, tuple[str, Callable[[float], float]]] = {
+    "max_batch_size": ("PYRAISDK_MAX_BATCH_SIZE", lambda n: n),
+    "idle_batch_size": ("PYRAISDK_IDLE_BATCH_SIZE", lambda n: n),
+    "max_latency_ms": ("PYRAISDK_MAX_BATCH_INTERVAL", lambda seconds: seconds * 1000.0),
+}
+_SECONDS_ENV = "SERVEKIT_MAX_BATCH_INTERVAL"  # the DESIGN's thread-API name, in seconds
+
+
+def _settings(**given: float | None) -> BatchSettings:
+    """Arguments, then ``SERVEKIT_*`` (and ``SERVEKIT_MAX_BATCH_INTERVAL``), then ``PYRAISDK_*``."""
+    explicit: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    fallbacks: dict[str, tuple[str, Callable[[float], float]]] = dict(_PYRAISDK_ENV)
+    if not set_in_env(BatchSettings, "max_latency_ms") and os.environ.get(_SECONDS_ENV):
+        fallbacks["max_latency_ms"] = (_SECONDS_ENV, lambda seconds: seconds * 1000.0)
+    for name, (env, to_setting) in fallbacks.items():
+        raw = os.environ.get(env, "")
+        if name in explicit or set_in_env(BatchSettings, name) or raw == "":
+            continue
+        kind = int if name != "max_latency_ms" else float
+        try:
+            explicit[name] = to_setting(kind(raw))
+        except ValueError:
+            raise InvalidSetting(
+                f"invalid setting: environment variable {env}={raw!r} is not a {kind.__name__}"
+            ) from None
+    return BatchSettings(**explicit)
+
+
 def _new_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
@@ -69,8 +110,11 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 class DynamicBatchModel:
     """Batch ``model.predict`` across threads; thread-safe.
 
-    Settings come from the arguments, else ``SERVEKIT_MAX_BATCH_SIZE``,
-    ``SERVEKIT_IDLE_BATCH_SIZE``, ``SERVEKIT_MAX_BATCH_INTERVAL`` (seconds), else defaults.
+    Each setting comes from its argument, else its ``SERVEKIT_*`` variable
+    (``SERVEKIT_MAX_BATCH_SIZE``, ``SERVEKIT_IDLE_BATCH_SIZE``, ``SERVEKIT_MAX_LATENCY_MS`` or
+    ``SERVEKIT_MAX_BATCH_INTERVAL`` in seconds, ...), else pyraisdk's ``PYRAISDK_MAX_BATCH_SIZE``,
+    ``PYRAISDK_IDLE_BATCH_SIZE``, ``PYRAISDK_MAX_BATCH_INTERVAL`` (seconds), else the defaults
+    of :class:`servekit.settings.BatchSettings`. ``max_batch_interval`` is in seconds.
     """
 
     def __init__(
@@ -84,16 +128,17 @@ class DynamicBatchModel:
         instances: int | None = None,
     ) -> None:
         self.model = model
-        self.policy = BatchPolicy.resolve(
+        self.settings = _settings(
             max_batch_size=max_batch_size,
             idle_batch_size=idle_batch_size,
-            max_latency=max_batch_interval,
+            max_latency_ms=None if max_batch_interval is None else max_batch_interval * 1000.0,
             max_queue_size=max_queue_size,
             instances=instances,
         )
-        self.max_batch_size = self.policy.max_batch_size
-        self.idle_batch_size = self.policy.idle_batch_size
-        self.max_batch_interval = self.policy.max_latency
+        self.policy = self.settings.policy()
+        self.max_batch_size = self.settings.max_batch_size
+        self.idle_batch_size = self.settings.idle_batch_size
+        self.max_batch_interval = self.settings.max_latency
         self._runtime = ModelRuntime(_Adapter(model), self.policy)
         self._runtime.state = READY  # a BaseModel is ready once constructed
         self._batcher = self._runtime.batcher
@@ -124,12 +169,14 @@ class DynamicBatchModel:
         timeout: float | None = 1.0,
         raise_timeout: bool = True,
         cancellation_token: CancelToken | None = None,
+        req_corr: RequestCorrelation | None = None,
     ) -> list[Any]:
         """Results for ``items`` in order; they may be split over several batches.
 
         On timeout raise :class:`PredictTimeoutError`, or with ``raise_timeout=False`` return
         ``None`` for each item. A set ``cancellation_token`` (e.g. ``threading.Event``) drops
-        items that have not run yet and raises :class:`PredictCancelledError`.
+        items that have not run yet and raises :class:`PredictCancelledError`. ``req_corr``
+        (pyraisdk's request correlation) is accepted for compatibility.
         """
         if timeout is not None and (math.isnan(timeout) or timeout < 0):
             raise ValueError(f"timeout must be None or a number of seconds >= 0, got {timeout!r}")
@@ -162,9 +209,10 @@ class DynamicBatchModel:
         timeout: float | None = 1.0,
         raise_timeout: bool = True,
         cancellation_token: CancelToken | None = None,
+        req_corr: RequestCorrelation | None = None,
     ) -> Any:
         """Like :meth:`predict` for a single item."""
-        return self.predict([item], timeout, raise_timeout, cancellation_token)[0]
+        return self.predict([item], timeout, raise_timeout, cancellation_token, req_corr)[0]
 
     def close(self, timeout: float | None = 30.0) -> None:
         """Finish queued work (up to ``timeout`` seconds), then stop the background thread."""

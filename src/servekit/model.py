@@ -7,17 +7,18 @@ Lifecycle: ``load()`` (may be slow; the model is not ready until it returns) →
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import difflib
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from servekit.batching import BatchPolicy
 from servekit.errors import BadRequest, ModelError
 
-_BATCH_SETTINGS = (
-    "max_batch_size",
-    "max_latency_ms",
-    "idle_batch_size",
-    "max_queue_size",
-    "instances",
+if TYPE_CHECKING:
+    from servekit.batching import BatchPolicy
+    from servekit.settings import BatchSettings
+
+# Other spellings of the latency knob (other systems' names, other units): refused with a hint.
+_LATENCY_SPELLINGS = frozenset(
+    {"max_latency", "max_batch_interval", "max_time_on_queue", "max_latency_s", "latency_ms"}
 )
 
 
@@ -27,8 +28,9 @@ class Model:
     Name and version come from ``Model(name="name:version")``, else the class attributes
     ``name`` / ``version``, else the class name in lower case. Batching settings may be class
     attributes or constructor keywords (``max_batch_size``, ``max_latency_ms``,
-    ``idle_batch_size``, ``max_queue_size``, ``instances``); unset ones come from
-    ``SERVEKIT_*`` environment variables, then defaults. Other keywords land in ``self.params``.
+    ``idle_batch_size``, ``max_queue_size``, ``instances``; see ``servekit.settings``); unset
+    ones come from ``SERVEKIT_*`` environment variables, then defaults. Other keywords land in
+    ``self.params``, except near-misses of a batching setting, which are a ``TypeError``.
     """
 
     name: ClassVar[str | None] = None
@@ -55,10 +57,7 @@ class Model:
             raise ValueError(f"model name must not be empty (got {full!r})")
         self.name = model_name  # type: ignore[misc]
         self.version = version or type(self).version  # type: ignore[misc]
-        for key in _BATCH_SETTINGS:
-            if key in params:
-                setattr(self, key, params.pop(key))
-        self.params = params
+        self.params = _take_batch_settings(self, params)
 
     # ------------------------------------------------------------------ user hooks
     def load(self) -> None:
@@ -88,18 +87,20 @@ class Model:
     def full_name(self) -> str:
         return f"{self.name}:{self.version}" if self.version else str(self.name)
 
+    def batch_settings(self, **overrides: Any) -> BatchSettings:
+        """Overrides, then attributes, then ``SERVEKIT_*`` env, then defaults (``None``: unset)."""
+        from servekit.settings import BatchSettings, InvalidSetting
+
+        given = {name: getattr(self, name) for name in BatchSettings.model_fields}
+        given.update(overrides)
+        try:
+            return BatchSettings(**{k: v for k, v in given.items() if v is not None})
+        except InvalidSetting as exc:
+            raise InvalidSetting(f"model '{self.full_name}': {exc}") from None
+
     def batch_policy(self, **overrides: Any) -> BatchPolicy:
-        """This model's batching settings: overrides, then attributes, then env, then defaults."""
-        latency_ms = overrides.pop("max_latency_ms", None) or self.max_latency_ms
-        given: dict[str, Any] = {
-            "max_batch_size": self.max_batch_size,
-            "idle_batch_size": self.idle_batch_size,
-            "max_queue_size": self.max_queue_size,
-            "instances": self.instances,
-            "max_latency": None if latency_ms is None else latency_ms / 1000.0,
-        }
-        given.update({k: v for k, v in overrides.items() if v is not None})
-        return BatchPolicy.resolve(**given)
+        """What this model's batcher consumes: :meth:`batch_settings`, latency in seconds."""
+        return self.batch_settings(**overrides).policy()
 
     def operations(self) -> dict[str, Any]:
         """Custom operations: methods named ``op_<name>``, served at ``POST …/{name}``."""
@@ -144,3 +145,26 @@ def isolate(hook: Any, value: Any) -> Any:
         return BadRequest(f"{hook.__name__} rejected an item: {exc}")
     except Exception as exc:  # one item's hook failure must not fail its neighbours
         return exc
+
+
+def _take_batch_settings(model: Model, params: dict[str, Any]) -> dict[str, Any]:
+    """Set batching keywords on ``model``; return the rest, refusing near-misses of a setting."""
+    from servekit.settings import BatchSettings
+
+    settings = list(BatchSettings.model_fields)
+    rest: dict[str, Any] = {}
+    for key, value in params.items():
+        if key in BatchSettings.model_fields:
+            setattr(model, key, value)
+            continue
+        if key.lower() in _LATENCY_SPELLINGS:
+            close = ["max_latency_ms (in milliseconds)"]
+        else:
+            close = difflib.get_close_matches(key.lower(), settings, n=1, cutoff=0.85)
+        if close:
+            raise TypeError(
+                f"{type(model).__name__}() got {key}={value!r}, which is no batching setting:"
+                f" did you mean {close[0]}? (settings: {', '.join(settings)})"
+            )
+        rest[key] = value
+    return rest

@@ -13,6 +13,7 @@ from servekit.dynbatch import (
     DynamicBatchModel,
     PredictCancelledError,
     PredictTimeoutError,
+    RequestCorrelation,
 )
 from servekit.errors import Draining
 
@@ -194,3 +195,56 @@ def test_close_finishes_queued_work_then_refuses_more() -> None:
     assert sorted(item for item, _ in results) == [0, 1, 2, 3]
     with pytest.raises(Draining, match="closed"):
         batched.predict_one(5)
+
+
+def test_pyraisdk_variables_are_read_after_arguments_and_servekit_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PYRAISDK_MAX_BATCH_SIZE", "6")
+    monkeypatch.setenv("PYRAISDK_IDLE_BATCH_SIZE", "3")
+    monkeypatch.setenv("PYRAISDK_MAX_BATCH_INTERVAL", "0.125")  # seconds, as in pyraisdk
+    with DynamicBatchModel(Tagger()) as from_pyraisdk:
+        assert (from_pyraisdk.max_batch_size, from_pyraisdk.idle_batch_size) == (6, 3)
+        assert from_pyraisdk.max_batch_interval == 0.125
+        assert from_pyraisdk.policy.max_latency == 0.125
+    monkeypatch.setenv("SERVEKIT_MAX_BATCH_SIZE", "5")
+    monkeypatch.setenv("SERVEKIT_MAX_LATENCY_MS", "40")
+    with DynamicBatchModel(Tagger(), idle_batch_size=1) as mixed:
+        assert (mixed.max_batch_size, mixed.idle_batch_size) == (5, 1)
+        assert mixed.max_batch_interval == 0.04
+
+
+def test_servekit_max_batch_interval_is_seconds_and_beats_pyraisdk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PYRAISDK_MAX_BATCH_INTERVAL", "0.5")
+    monkeypatch.setenv("SERVEKIT_MAX_BATCH_INTERVAL", "0.25")
+    with DynamicBatchModel(Tagger()) as batched:
+        assert batched.max_batch_interval == 0.25
+
+
+def test_an_explicit_zero_interval_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYRAISDK_MAX_BATCH_INTERVAL", "0.5")
+    with DynamicBatchModel(Tagger(), max_batch_interval=0) as batched:
+        assert batched.max_batch_interval == 0 and batched.policy.max_latency == 0
+
+
+def test_an_invalid_pyraisdk_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYRAISDK_IDLE_BATCH_SIZE", "few")
+    with pytest.raises(ValueError, match="PYRAISDK_IDLE_BATCH_SIZE='few'"):
+        DynamicBatchModel(Tagger())
+
+
+def test_an_out_of_range_setting_says_which_and_why() -> None:
+    with pytest.raises(ValueError, match="idle_batch_size \\(9\\) must not exceed max_batch_size"):
+        DynamicBatchModel(Tagger(), max_batch_size=4, idle_batch_size=9)
+
+
+def test_pyraisdk_predict_signatures_with_req_corr_work(
+    model: tuple[DynamicBatchModel, Tagger],
+) -> None:
+    batched, _ = model
+    corr = RequestCorrelation("corr-1", 0)
+    assert batched.predict(["a"], 10, True, None, corr) == [("a", 1)]
+    assert batched.predict(["b"], timeout=10, req_corr=corr) == [("b", 1)]
+    assert batched.predict_one("c", timeout=10, req_corr=corr) == ("c", 1)

@@ -171,7 +171,8 @@ def test_serve_several_targets_and_versions_in_one_server(tmp_path):
         assert negated["outputs"][0]["data"] == [-3.0]
 
 
-def test_cli_options_reach_the_batcher_and_the_auth_check(tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_cli_options_reach_the_batcher_and_the_auth_check(tmp_path, workers):
     with serving(
         servekit_command(),
         f"{MODELS_FILE}:Echo",
@@ -179,8 +180,10 @@ def test_cli_options_reach_the_batcher_and_the_auth_check(tmp_path):
         "2",
         "--token",
         "tok",
+        "--workers",
+        workers,
         tmp_path=tmp_path,
-        env={"SERVEKIT_TOKEN": ""},
+        env={"SERVEKIT_TOKEN": "", "SERVEKIT_MAX_BATCH_SIZE": "4"},
         ready_headers={"Authorization": "tok"},
     ) as served:
         client = served.client
@@ -283,3 +286,90 @@ def test_workers_with_a_sqlite_queue_is_refused_clearly():
     )  # fmt: skip
     assert done.returncode == 2
     assert "needs a shared queue" in done.stderr and "redis://" in done.stderr
+
+
+def test_serve_help_shows_every_setting_with_its_default_and_variable():
+    from servekit.settings import flat_fields
+
+    done = subprocess.run(
+        [*servekit_command(), "serve", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    for flat, (cls, field) in flat_fields().items():
+        info = cls.model_fields[field]
+        shown = "none" if info.default is None else str(info.default).lower()
+        flag = "--" + flat.replace("_", "-")
+        assert f"{flag} " in text, flag
+        assert f"(default: {shown}; env {cls.env_name(field)})" in text, flat
+    for old_flag in ("--host", "--port", "--workers", "--max-batch-size", "--max-latency-ms",
+                     "--idle-batch-size", "--max-queue-size", "--instances", "--token",
+                     "--max-body-size", "--drain-timeout", "--tcp-port", "--queue", "--queue-url",
+                     "--log-level"):  # fmt: skip
+        assert f"{old_flag} " in text, old_flag
+    assert "(default: 5.0; env SERVEKIT_MAX_LATENCY_MS)" in text
+    assert "(default: 127.0.0.1; env SERVEKIT_HOST)" in text
+
+
+def test_version_prints_the_package_version():
+    import servekit
+
+    done = subprocess.run(
+        [*servekit_command(), "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"servekit {servekit.__version__}"
+
+
+def test_max_latency_ms_zero_reaches_the_batcher(monkeypatch):
+    from servekit.cli import parse_serve
+    from servekit.server.runner import build_app
+
+    monkeypatch.setenv("SERVEKIT_MAX_LATENCY_MS", "50")
+    targets, given = parse_serve([f"{HERE / 'cli_models.py'}:Echo", "--max-latency-ms", "0"])
+    assert given == {"max_latency_ms": 0.0}
+    app = build_app(targets, **given)
+    assert app.registry.get("echo").batcher.policy.max_latency == 0
+
+
+def test_flags_not_given_are_left_to_the_environment(monkeypatch):
+    from servekit.cli import parse_serve
+
+    targets, given = parse_serve(["m:A", "m:B", "--queue", "--no-freeze-gc", "--port", "9"])
+    assert targets == ["m:A", "m:B"]
+    assert given == {"queue": True, "freeze_gc": False, "port": 9}
+
+
+@pytest.mark.parametrize(
+    ("flag", "suggestion"),
+    [("--max-batchsize", "--max-batch-size"), ("--max-latency", "--max-latency-ms")],
+)
+def test_a_misspelt_flag_is_refused_with_the_closest_one(flag, suggestion):
+    done = subprocess.run(
+        [sys.executable, "-m", "servekit", "serve", f"{MODELS_FILE}:Echo", flag, "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert f"unknown option {flag} (did you mean {suggestion}?)" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"SERVEKIT_MAX_LATENCY_MS": "fast"},
+            "environment variable SERVEKIT_MAX_LATENCY_MS='fast'",
+        ),
+        ({"SERVEKIT_PORT": "http"}, "environment variable SERVEKIT_PORT='http'"),
+        ({"SERVEKIT_MAX_BATCH_SIZE": "0"}, "SERVEKIT_MAX_BATCH_SIZE='0'"),
+    ],
+)
+def test_an_invalid_environment_value_is_named_and_exits_2(env, message):
+    done = subprocess.run(
+        [sys.executable, "-m", "servekit", "serve", f"{MODELS_FILE}:Echo"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "SERVEKIT_HOST": "256.0.0.1", **env},  # never listens if it starts
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("servekit: error:") and message in done.stderr
+    assert "Traceback" not in done.stderr

@@ -1,4 +1,4 @@
-"""Build a queue from a URL: constructor arguments, then ``SERVEKIT_QUEUE_*``, then defaults.
+"""Build a queue from ``QueueSettings``: arguments, then ``SERVEKIT_QUEUE_*``, then defaults.
 
 =====================================  ================================================
 URL                                    backend
@@ -17,15 +17,16 @@ Wiring ``servekit serve --queue`` (the input queue ``<service>`` and its sink)::
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from servekit.queue.backend import Backend
 from servekit.queue.service import QueueService
 from servekit.queue.sqlite_backend import SqliteBackend
+from servekit.settings import QueueSettings
 
-DEFAULT_URL = "sqlite://./servekit-queues"
+DEFAULT_URL = str(QueueSettings.model_fields["url"].default)
 
 
 def backend_for(name: str, url: str) -> Backend:
@@ -49,31 +50,29 @@ def open_queue(
     max_length: int | None = None,
     max_payload_bytes: int | None = None,
     lease: float | None = None,
+    settings: QueueSettings | None = None,
 ) -> QueueService:
     """A (not yet started) ``QueueService`` for queue ``name``.
 
-    ``url`` falls back to ``SERVEKIT_QUEUE_URL`` then ``sqlite://./servekit-queues``;
-    ``max_length`` to ``SERVEKIT_QUEUE_MAX_LENGTH`` (0: unbounded); ``max_payload_bytes`` to
-    ``SERVEKIT_QUEUE_MAX_PAYLOAD_BYTES`` (8 MiB); ``lease`` (seconds a dead consumer keeps its
-    records) to ``SERVEKIT_QUEUE_LEASE`` (10).
+    ``settings`` (default: ``QueueSettings()``, read from ``SERVEKIT_QUEUE_URL``,
+    ``SERVEKIT_QUEUE_MAX_LENGTH``, ``SERVEKIT_QUEUE_MAX_PAYLOAD_BYTES``, ``SERVEKIT_QUEUE_LEASE``)
+    with the given arguments applied (``None``: not given; ``max_length=0``: unbounded).
     """
-    url = url or os.environ.get("SERVEKIT_QUEUE_URL") or DEFAULT_URL
+    given: dict[str, Any] = {
+        "url": url,
+        "max_length": max_length,
+        "max_payload_bytes": max_payload_bytes,
+        "lease": lease,
+    }
+    changes = {key: value for key, value in given.items() if value is not None}
+    if settings is None:
+        settings = QueueSettings(**changes)
+    elif changes:
+        settings = settings.replace(**changes)
     return QueueService(
-        backend_for(name, url),
+        backend_for(name, settings.url),
         name=name,
-        max_length=_int(max_length, "SERVEKIT_QUEUE_MAX_LENGTH", 0),
-        max_payload_bytes=_int(max_payload_bytes, "SERVEKIT_QUEUE_MAX_PAYLOAD_BYTES", 8 << 20),
-        lease=float(lease if lease is not None else os.environ.get("SERVEKIT_QUEUE_LEASE", 10.0)),
+        max_length=settings.max_length,
+        max_payload_bytes=settings.max_payload_bytes,
+        lease=settings.lease,
     )
-
-
-def _int(value: int | None, env: str, default: int) -> int:
-    if value is not None:
-        return value
-    raw = os.environ.get(env)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{env} must be an integer, not {raw!r}") from None

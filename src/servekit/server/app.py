@@ -39,6 +39,7 @@ from servekit.server.async_inference import AsyncInference, queue_names
 from servekit.server.metrics import render_metrics
 from servekit.server.runtime import ModelRegistry, ModelRuntime
 from servekit.server.tcp import TcpDoor
+from servekit.settings import QueueSettings, ServerSettings, split_overrides, with_overrides
 
 log = logging.getLogger("servekit.server")
 
@@ -49,31 +50,31 @@ EXTENSIONS = ["binary_tensor_data", "parameters"]
 class App:
     """An ASGI app serving ``models`` over the v2 REST protocol.
 
-    ``token`` guards every route but liveness (``Authorization: Bearer <token>`` or the plain
-    token); ``max_body_size`` bounds request bodies (413 beyond); ``drain_timeout`` is how
-    long shutdown waits for queued work; ``tcp_port`` also opens the TCP frame door (0 picks
-    a free port, readable from ``app.tcp_port`` after startup); ``freeze_gc`` moves what exists
-    once the models have loaded out of the garbage collector's scans. ``batching`` overrides every
-    model's settings (e.g. ``max_batch_size=64``). ``queue=True`` (or a ``queue_url``) gives each
-    model an input queue ``<name>`` and a sink ``<name>/sink`` served at ``/api/predict/…`` in
-    the EAS queue protocol, consumed through the batcher (asynchronous inference).
+    Settings (``servekit.settings``) come from ``settings`` / ``queue_settings`` and keyword
+    overrides named as the CLI flags, else ``SERVEKIT_*`` variables, else defaults; a keyword
+    set to ``None`` counts as not given. ``token`` guards every route but liveness
+    (``Authorization: Bearer <token>`` or the plain token); ``max_body_size`` bounds request
+    bodies (413 beyond); ``drain_timeout`` is how long shutdown waits for queued work;
+    ``tcp_port`` also opens the TCP frame door (0 picks a free port, readable from
+    ``app.tcp_port`` after startup); ``freeze_gc`` moves what exists once the models have loaded
+    out of the garbage collector's scans. Batching keywords (``max_batch_size=64``,
+    ``max_latency_ms=0``, ...) override every model's own settings. ``queue=True`` (or a
+    ``queue_url``) gives each model an input queue ``<name>`` and a sink ``<name>/sink`` served
+    at ``/api/predict/…`` in the EAS queue protocol, consumed through the batcher
+    (asynchronous inference); ``queue_max_length``, ``queue_lease``, ... tune those queues.
     """
 
     def __init__(
         self,
         models: Iterable[Model],
         *,
-        token: str | None = None,
-        max_body_size: int = DEFAULT_MAX_BODY,
-        drain_timeout: float = 30.0,
-        tcp_port: int | None = None,
-        tcp_host: str = "127.0.0.1",
-        freeze_gc: bool = True,
-        queue: bool = False,
-        queue_url: str | None = None,
-        queue_window: int = 64,
-        **batching: Any,
+        settings: ServerSettings | None = None,
+        queue_settings: QueueSettings | None = None,
+        **overrides: Any,
     ) -> None:
+        server, batching, queue = split_overrides(overrides)
+        settings = with_overrides(ServerSettings, settings, server)
+        self.settings = settings
         self.registry = ModelRegistry()
         for model in models:
             if not isinstance(model, Model):
@@ -81,25 +82,27 @@ class App:
             self.registry.add(ModelRuntime(model, model.batch_policy(**batching)))
         if not len(self.registry):
             raise ValueError("App needs at least one model")
-        self.token = token or None
-        self.max_body_size = max_body_size
-        self.drain_timeout = drain_timeout
-        self.tcp_port = tcp_port
-        self.freeze_gc = freeze_gc
+        self.token = settings.token_value
+        self.max_body_size = settings.max_body_size
+        self.drain_timeout = settings.drain_timeout
+        self.tcp_port = settings.tcp_port
+        self.freeze_gc = settings.freeze_gc
         self.queue_door: QueueDoor | None = None
         self.consumers: list[AsyncInference] = []
-        if queue or queue_url:
-            self._make_queues(queue_url, queue_window)
-        self.tcp_host = tcp_host
+        if settings.queue or "url" in queue:
+            queues = with_overrides(QueueSettings, queue_settings, queue)
+            self._make_queues(queues, settings.queue_window)
+        self.tcp_host = settings.tcp_host or settings.host
         self.tcp: TcpDoor | None = None
         self.started = False
         self._load_tasks: list[asyncio.Task[None]] = []
 
-    def _make_queues(self, url: str | None, window: int) -> None:
+    def _make_queues(self, settings: QueueSettings, window: int) -> None:
         queues = {}
         for runtime in self.registry:
             input_name, sink_name = queue_names(runtime)
-            inputs, sink = open_queue(input_name, url), open_queue(sink_name, url)
+            inputs = open_queue(input_name, settings=settings)
+            sink = open_queue(sink_name, settings=settings)
             queues[input_name], queues[sink_name] = inputs, sink
             self.consumers.append(AsyncInference(runtime, inputs, sink, window=window))
         self.queue_door = QueueDoor(queues, token=self.token)

@@ -1,0 +1,314 @@
+"""One typed settings object per concern: batching, server, queue.
+
+Every knob has one name and one unit. Values come from explicit arguments (constructor
+keywords, CLI flags), then ``SERVEKIT_*`` environment variables, then the defaults below:
+
+==========================  ====================================  ==============  =========
+setting                     environment variable                  default         unit
+==========================  ====================================  ==============  =========
+``max_batch_size``          ``SERVEKIT_MAX_BATCH_SIZE``           32              items
+``max_latency_ms``          ``SERVEKIT_MAX_LATENCY_MS``           5.0             ms
+``idle_batch_size``         ``SERVEKIT_IDLE_BATCH_SIZE``          1               items
+``max_queue_size``          ``SERVEKIT_MAX_QUEUE_SIZE``           4096            items
+``instances``               ``SERVEKIT_INSTANCES``                1               batches
+``host``                    ``SERVEKIT_HOST``                     127.0.0.1
+``port``                    ``SERVEKIT_PORT``                     8000
+``workers``                 ``SERVEKIT_WORKERS``                  1               processes
+``log_level``               ``SERVEKIT_LOG_LEVEL``                info
+``token``                   ``SERVEKIT_TOKEN``                    none (open)
+``max_body_size``           ``SERVEKIT_MAX_BODY_SIZE``            67108864        bytes
+``public_metrics``          ``SERVEKIT_PUBLIC_METRICS``           false
+``drain_timeout``           ``SERVEKIT_DRAIN_TIMEOUT``            30.0            s
+``tcp_port``                ``SERVEKIT_TCP_PORT``                 none (off)
+``tcp_host``                ``SERVEKIT_TCP_HOST``                 ``host``
+``freeze_gc``               ``SERVEKIT_FREEZE_GC``                true
+``queue``                   ``SERVEKIT_QUEUE``                    false
+``queue_window``            ``SERVEKIT_QUEUE_WINDOW``             64              records
+``queue_url``               ``SERVEKIT_QUEUE_URL``                sqlite://./servekit-queues
+``queue_max_length``        ``SERVEKIT_QUEUE_MAX_LENGTH``         0 (unbounded)   records
+``queue_max_payload_bytes`` ``SERVEKIT_QUEUE_MAX_PAYLOAD_BYTES``  8388608         bytes
+``queue_lease``             ``SERVEKIT_QUEUE_LEASE``              10.0            s
+==========================  ====================================  ==============  =========
+
+A misspelt keyword is a ``TypeError`` naming the closest valid setting; an invalid value is a
+:class:`InvalidSetting` (a ``ValueError``) naming the setting, or the variable it came from.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from servekit.batching.policy import BatchPolicy
+
+__all__ = [
+    "BatchSettings",
+    "InvalidSetting",
+    "QueueSettings",
+    "ServerSettings",
+    "UnknownSetting",
+    "suggest",
+]
+
+ENV_PREFIX = "SERVEKIT_"
+MiB = 1024 * 1024
+
+_S = TypeVar("_S", bound="_Settings")
+
+
+class UnknownSetting(TypeError):
+    """A keyword or flag that names no setting (the message suggests the closest one)."""
+
+
+class InvalidSetting(ValueError):
+    """A setting's value is out of range or of the wrong type."""
+
+
+def suggest(name: str, valid: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest valid name, or an empty string."""
+    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_names(kind: str, given: Iterable[str], valid: Iterable[str]) -> None:
+    """Raise :class:`UnknownSetting` for the first name of ``given`` not in ``valid``."""
+    known = set(valid)
+    for name in given:
+        if name not in known:
+            raise UnknownSetting(f"unknown {kind} setting {name!r}{suggest(name, known)}")
+
+
+class _Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        frozen=True,
+        env_ignore_empty=True,
+        validate_default=True,
+    )
+    _kind: ClassVar[str] = "servekit"
+
+    def __init__(self, **values: Any) -> None:
+        check_names(
+            self._kind, (k for k in values if not k.startswith("_")), type(self).model_fields
+        )
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise InvalidSetting(_describe(type(self), exc, values)) from None
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        """The environment variable that sets ``field``."""
+        return str(cls.model_config.get("env_prefix", "")) + field.upper()
+
+    def replace(self: _S, **changes: Any) -> _S:
+        """A copy with ``changes`` applied and validated."""
+        return type(self)(**{**dict(self), **changes})
+
+
+def _describe(cls: type[_Settings], exc: ValidationError, given: Mapping[str, Any]) -> str:
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        message = str(error["msg"]).removeprefix("Value error, ")
+        env = cls.env_name(field) if field else ""
+        raw = _environ_get(env) if field and field not in given else None
+        if raw is not None:
+            problems.append(f"environment variable {env}={raw!r}: {message}")
+        elif field:
+            problems.append(f"{field}={error['input']!r}: {message}")
+        else:
+            problems.append(message)
+    return "invalid setting: " + "; ".join(problems)
+
+
+def _environ_get(name: str) -> str | None:
+    # pydantic-settings matches names case-insensitively; so does this lookup
+    for key, value in os.environ.items():
+        if key.upper() == name and value != "":
+            return value
+    return None
+
+
+class BatchSettings(_Settings):
+    """When the batcher dispatches and how much it holds, per model."""
+
+    _kind: ClassVar[str] = "batching"
+
+    max_batch_size: int = Field(32, ge=1, description="most items (rows) in one predict call")
+    max_latency_ms: float = Field(
+        5.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="milliseconds the oldest queued item may wait for a batch to fill",
+    )
+    idle_batch_size: int = Field(
+        1,
+        ge=1,
+        description="when a model instance is free, dispatch at once from this many items",
+    )
+    max_queue_size: int = Field(
+        4096, ge=1, description="most items waiting per model; beyond it new work gets 429"
+    )
+    instances: int = Field(1, ge=1, description="batches that may run at once per model")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_retired_variable(cls, values: Any) -> Any:
+        # it held seconds: ignoring it silently would change a deployment's latency 1000-fold
+        if _environ_get(ENV_PREFIX + "MAX_LATENCY") is not None:
+            raise ValueError(
+                f"{ENV_PREFIX}MAX_LATENCY (seconds) is no longer read:"
+                f" set {ENV_PREFIX}MAX_LATENCY_MS, in milliseconds"
+            )
+        return values
+
+    @model_validator(mode="after")
+    def _idle_fits(self) -> BatchSettings:
+        if self.idle_batch_size > self.max_batch_size:
+            raise ValueError(
+                f"idle_batch_size ({self.idle_batch_size}) must not exceed max_batch_size"
+                f" ({self.max_batch_size})"
+            )
+        return self
+
+    @property
+    def max_latency(self) -> float:
+        """``max_latency_ms`` in seconds."""
+        return self.max_latency_ms / 1000.0
+
+    def policy(self) -> BatchPolicy:
+        """What the batcher consumes (latency in seconds)."""
+        from servekit.batching.policy import BatchPolicy
+
+        return BatchPolicy(
+            max_batch_size=self.max_batch_size,
+            max_latency=self.max_latency,
+            idle_batch_size=self.idle_batch_size,
+            max_queue_size=self.max_queue_size,
+            instances=self.instances,
+        )
+
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+
+
+class ServerSettings(_Settings):
+    """The HTTP server and its doors."""
+
+    _kind: ClassVar[str] = "server"
+
+    host: str = Field("127.0.0.1", description="address to bind; 0.0.0.0 for all interfaces")
+    port: int = Field(8000, ge=0, le=65535, description="HTTP port")
+    workers: int = Field(1, ge=1, description="server processes sharing the port")
+    log_level: LogLevel = Field("info", description="uvicorn log level")
+    token: SecretStr | None = Field(
+        None,
+        description="require this token in the Authorization header to serve data",
+    )
+    max_body_size: int = Field(64 * MiB, ge=1, description="largest request body, in bytes")
+    public_metrics: bool = Field(
+        False, description="serve GET /metrics without the token (health routes always are)"
+    )
+    drain_timeout: float = Field(
+        30.0, ge=0, allow_inf_nan=False, description="seconds shutdown waits for queued work"
+    )
+    tcp_port: int | None = Field(
+        None, ge=0, le=65535, description="also serve length-prefixed JSON on this TCP port"
+    )
+    tcp_host: str | None = Field(
+        None, description="address of the TCP door; none: the same as host"
+    )
+    freeze_gc: bool = Field(
+        True, description="move what exists once models loaded out of the GC's scans"
+    )
+    queue: bool = Field(
+        False,
+        description="asynchronous inference: input queue <model> and sink <model>/sink",
+    )
+    queue_window: int = Field(64, ge=1, description="records each queue consumer holds at once")
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def token_value(self) -> str | None:
+        """The token as plain text (``None``: no token required)."""
+        return None if self.token is None else self.token.get_secret_value()
+
+
+class QueueSettings(_Settings):
+    """Queue storage and limits (``queue_*`` as CLI flags and App keywords)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX + "QUEUE_")
+    _kind: ClassVar[str] = "queue"
+
+    url: str = Field(
+        "sqlite://./servekit-queues",
+        description="queue storage: sqlite://DIR, sqlite://:memory: or redis://HOST:PORT/DB",
+    )
+    max_length: int = Field(0, ge=0, description="most records per queue (0: unbounded)")
+    max_payload_bytes: int = Field(8 * MiB, ge=1, description="largest record, in bytes")
+    lease: float = Field(
+        10.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="seconds a dead consumer keeps its records before redelivery",
+    )
+
+
+QUEUE_FLAG_PREFIX = "queue_"
+
+
+def flat_fields() -> dict[str, tuple[type[_Settings], str]]:
+    """Every setting's flat name (a CLI flag, an ``App`` keyword) → its class and field.
+
+    Queue settings carry a ``queue_`` prefix: ``QueueSettings.url`` is ``queue_url``.
+    """
+    fields: dict[str, tuple[type[_Settings], str]] = {}
+    for cls in (ServerSettings, BatchSettings):
+        fields.update((name, (cls, name)) for name in cls.model_fields)
+    fields.update(
+        (QUEUE_FLAG_PREFIX + name, (QueueSettings, name)) for name in QueueSettings.model_fields
+    )
+    return fields
+
+
+def split_overrides(
+    given: Mapping[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Sort flat names into server, batching and queue keywords (``None``: not given)."""
+    parts: dict[type[_Settings], dict[str, Any]] = {
+        ServerSettings: {},
+        BatchSettings: {},
+        QueueSettings: {},
+    }
+    fields = flat_fields()
+    for name, value in given.items():
+        if name not in fields:
+            raise UnknownSetting(f"unknown setting {name!r}{suggest(name, fields)}")
+        cls, field = fields[name]
+        if value is not None:
+            parts[cls][field] = value
+    return parts[ServerSettings], parts[BatchSettings], parts[QueueSettings]
+
+
+def with_overrides(cls: type[_S], settings: _S | None, changes: Mapping[str, Any]) -> _S:
+    """``settings`` (default: ``cls()``, read from the environment) with ``changes`` applied."""
+    if settings is None:
+        return cls(**changes)
+    return settings.replace(**changes) if changes else settings
+
+
+def set_in_env(cls: type[_Settings], field: str) -> bool:
+    """Whether ``field``'s ``SERVEKIT_*`` variable is set (and not empty)."""
+    return _environ_get(cls.env_name(field)) is not None
