@@ -51,7 +51,7 @@ from typing import Any
 import servekit
 from servekit.queue import QueueService, SqliteBackend
 from servekit.queue.backend import Backend
-from servekit.queue.door import QueueDoor
+from servekit.server.queue_door import QueueDoor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

@@ -190,7 +190,7 @@ class DoorServer:
 @pytest.fixture
 def serve_door(make_queue: QueueFactory) -> Iterator[Callable[..., DoorServer]]:
     """``serve_door(names=("svc", "svc/sink"), token=None, **queue_options)`` -> running server."""
-    from servekit.queue.door import QueueDoor
+    from servekit.server.queue_door import QueueDoor
 
     running: list[DoorServer] = []
 
@@ -212,7 +212,7 @@ def serve_door(make_queue: QueueFactory) -> Iterator[Callable[..., DoorServer]]:
 def door_on_port() -> Iterator[Callable[..., DoorServer]]:
     """``door_on_port(queues, port=None)``: serve a ``QueueDoor`` of ``queues``; stopped at the
     end unless the test stopped it (``server.__exit__()``) already."""
-    from servekit.queue.door import QueueDoor
+    from servekit.server.queue_door import QueueDoor
 
     running: list[DoorServer] = []
 

@@ -140,9 +140,9 @@ BAD_REQUESTS = [
         ["model 'echo' has no version '9'", "versions: 1"],
     ),
     ("unknown-model-metadata", "GET", "/v2/models/nope", None, 404, ["unknown model 'nope'"]),
-    ("get-on-infer", "GET", INFER, None, 405, ["method GET not allowed", "use POST"]),
-    ("post-on-metadata", "POST", "/v2/models/echo", GOOD, 405, ["use GET"]),
-    ("delete-on-server", "DELETE", "/v2", None, 405, ["method DELETE not allowed"]),
+    ("get-on-infer", "GET", INFER, None, 405, ["method GET is not allowed", "allowed: POST"]),
+    ("post-on-metadata", "POST", "/v2/models/echo", GOOD, 405, ["allowed: GET, HEAD"]),
+    ("delete-on-server", "DELETE", "/v2", None, 405, ["method DELETE is not allowed"]),
     ("unknown-v2-route", "GET", "/v2/nothing/here", None, 404, ["no route for GET /v2/nothing"]),
     ("unknown-route", "GET", "/v1/models/echo", None, 404, ["no route for GET /v1/models/echo"]),
     ("too-deep-route", "POST", f"{INFER}/extra", GOOD, 404, ["no route"]),
@@ -187,7 +187,12 @@ def test_body_over_the_limit_with_content_length_is_413(shared):
     client = shared.client()
     big = orjson.dumps(one_row(1.0)) + b" " * (2 * BODY_LIMIT)  # valid JSON, just too big
     response = client.post("/v2/models/echo/infer", content=big)
-    assert_error(response, 413, f"{len(big)} bytes exceeds the {BODY_LIMIT}-byte limit")
+    assert_error(
+        response,
+        413,
+        f"{len(big)} bytes exceeds the limit of {BODY_LIMIT} bytes",
+        "--max-body-size",
+    )
     assert_good(client)
 
 
@@ -197,7 +202,7 @@ def test_chunked_body_over_the_limit_is_413(shared):
     chunks = [big[i : i + 256] for i in range(0, len(big), 256)]
     response = client.post("/v2/models/echo/infer", content=iter(chunks))
     assert response.request.headers["transfer-encoding"] == "chunked"
-    assert_error(response, 413, f"exceeds the {BODY_LIMIT}-byte limit")
+    assert_error(response, 413, f"exceeds the limit of {BODY_LIMIT} bytes")
     assert_good(client)
 
 
@@ -214,7 +219,7 @@ def test_chunked_body_over_the_limit_arriving_in_one_write_is_413(shared):
     )
     status_line, _, rest = reply.partition(b"\r\n")
     assert status_line.split()[1] == b"413", reply[:200]
-    assert f"exceeds the {BODY_LIMIT}-byte limit".encode() in rest.partition(b"\r\n\r\n")[2]
+    assert f"exceeds the limit of {BODY_LIMIT} bytes".encode() in rest.partition(b"\r\n\r\n")[2]
     assert_good(shared.client())
 
 

@@ -19,7 +19,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
-__all__ = ["check_authorization", "eas_signature"]
+__all__ = ["check_authorization", "check_content_md5", "eas_signature"]
 
 
 def eas_signature(
@@ -55,7 +55,7 @@ def check_authorization(
     scheme, _, rest = given.partition(" ")
     if scheme.lower() == "eas" and rest:
         content_md5 = lower.get("content-md5", "")
-        if body is not None and not _md5_matches(body, content_md5):
+        if body is not None and not check_content_md5(body, content_md5):
             return False
         expected = eas_signature(
             token,
@@ -71,7 +71,8 @@ def check_authorization(
     return False
 
 
-def _md5_matches(body: bytes, content_md5: str) -> bool:
+def check_content_md5(body: bytes, content_md5: str) -> bool:
+    """Whether ``Content-MD5`` (hex, as the EAS client sends it) is the digest of ``body``."""
     return _equal(content_md5.lower(), hashlib.md5(body, usedforsecurity=False).hexdigest())
 
 

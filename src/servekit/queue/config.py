@@ -12,7 +12,7 @@ URL                                    backend
 Wiring ``servekit serve --queue`` (the input queue ``<service>`` and its sink)::
 
     queues = {n: open_queue(n) for n in (service, f"{service}/sink")}
-    door = QueueDoor(queues, token=token)   # see servekit.queue.door for mounting
+    door = QueueDoor(queues, token=token)   # see servekit.server.queue_door for mounting
 """
 
 from __future__ import annotations

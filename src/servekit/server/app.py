@@ -1,8 +1,9 @@
-"""The servekit ASGI application: routing, auth, limits, lifespan (load → serve → drain)."""
+"""The servekit server app: models, their doors and lifecycle (load → serve → drain)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import os
@@ -10,33 +11,17 @@ from collections.abc import Iterable
 from typing import Any
 
 from servekit import __version__
-from servekit.errors import (
-    BadRequest,
-    Cancelled,
-    ModelError,
-    NotFound,
-    ServekitError,
-    Unauthorized,
-)
 from servekit.model import Model
-from servekit.protocol.eas_auth import check_authorization
 from servekit.protocol.v2 import server_metadata
 from servekit.queue.config import open_queue
-from servekit.queue.door import QueueDoor
 from servekit.server import eas as eas_route
 from servekit.server import v2
-from servekit.server.asgi import (
-    Receive,
-    Scope,
-    Send,
-    read_body,
-    run_lifespan,
-    send_bytes,
-    send_error,
-    send_json,
-)
+from servekit.server.asgi import Receive, Scope, Send, send_bytes, send_json
 from servekit.server.async_inference import AsyncInference, queue_names
+from servekit.server.http_app import HttpApp
 from servekit.server.metrics import render_metrics
+from servekit.server.queue_door import QueueDoor
+from servekit.server.routing import Request, Route
 from servekit.server.runtime import ModelRegistry, ModelRuntime
 from servekit.server.tcp import TcpDoor
 from servekit.settings import QueueSettings, ServerSettings, split_overrides, with_overrides
@@ -151,127 +136,105 @@ class App:
             await self.queue_door.shutdown()
 
     @property
+    def public_metrics(self) -> bool:
+        return self.settings.public_metrics
+
+    @property
     def ready(self) -> bool:
         return all(rt.ready for rt in self.registry)
 
-    # ------------------------------------------------------------------ ASGI
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            if self.queue_door is not None and self.queue_door.owns(scope["path"]):
-                await self.queue_door.handle(scope, receive, send)
-            else:
-                await self._http(scope, receive, send)
-        elif kind == "websocket" and self.queue_door is not None:
-            await self.queue_door.handle(scope, receive, send)
-        elif kind == "lifespan":
-            await run_lifespan(receive, send, self.startup, self.shutdown)
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await self._route(scope, receive, send)
-        except ServekitError as exc:
-            if isinstance(exc, Cancelled):
-                return  # the client is gone: nobody to answer
-            await send_error(send, exc)
-        except Exception as exc:  # a boundary: answer 500, keep serving everyone else
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            await send_error(send, ModelError(f"internal error: {type(exc).__name__}: {exc}"))
-
-    def _check_token(self, scope: Scope, body: bytes | None = None) -> None:
-        """Plain token, ``Bearer <token>`` or an EAS signature; constant-time comparisons."""
-        if not self.token:
-            return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        if not check_authorization(
-            self.token, method=scope["method"], path=scope["path"], headers=headers, body=body
-        ):
-            raise Unauthorized("missing or wrong token in the Authorization header")
-
-    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
-        parts = scope["path"].strip("/").split("/")
-        method = scope["method"]
-        if parts[0] == "v2":
-            if parts[1:] == ["health", "live"]:
-                await send_json(send, 200, {"live": True})
-                return
-            self._check_token(scope)
-            if len(parts) == 1:
-                self._expect(method, "GET")
-                await send_json(send, 200, server_metadata("servekit", __version__, EXTENSIONS))
-            elif parts[1:] == ["health", "ready"]:
-                ready = self.ready
-                await send_json(send, 200 if ready else 503, {"ready": ready})
-            elif parts[1] == "models" and len(parts) >= 3:
-                await self._model_route(scope, receive, send, parts[2:])
-            else:
-                raise NotFound(f"no route for {method} {scope['path']}")
-        elif parts[0] == "api" and len(parts) == 3 and parts[1] == "predict":
-            self._expect(method, "POST")
-            body = await read_body(scope, receive, self.max_body_size)
-            self._check_token(scope, body)
-            runtime = self.registry.get(parts[2])
-            runtime.check_ready()
-            await eas_route.predict(runtime, scope, receive, send, body)
-        elif parts == ["metrics"] or parts == ["health"] or parts == [""]:
-            await self._misc(scope, send, parts[0])
-        else:
-            raise NotFound(f"no route for {method} {scope['path']}")
-
-    async def _misc(self, scope: Scope, send: Send, what: str) -> None:
-        self._check_token(scope)
-        if what == "metrics":
-            body, content_type = render_metrics(self.registry)
-            await send_bytes(send, 200, body, [(b"content-type", content_type)])
-            return
-        await send_json(
-            send,
-            200,
-            {
-                "name": "servekit",
-                "version": __version__,
-                "pid": os.getpid(),
-                "models": {rt.model.full_name: rt.state for rt in self.registry},
-            },
+    # ------------------------------------------------------------------ HTTP
+    @functools.cached_property
+    def http(self) -> HttpApp:
+        """The v2 and EAS routes (and the queue door's) on the one HTTP kit."""
+        return HttpApp(
+            self.routes(),
+            token=self.token,
+            max_body_size=self.max_body_size,
+            startup=self.startup,
+            shutdown=self.shutdown,
         )
 
-    @staticmethod
-    def _expect(method: str, *allowed: str) -> None:
-        if method not in allowed:
-            raise ServekitError(
-                f"method {method} not allowed here (use {' or '.join(allowed)})", status=405
-            )
-
-    async def _model_route(
-        self, scope: Scope, receive: Receive, send: Send, parts: list[str]
-    ) -> None:
-        name, rest = parts[0], parts[1:]
-        version = None
-        if rest[:1] == ["versions"]:
-            if len(rest) < 2 or not rest[1]:
-                raise BadRequest("missing version after /versions/")
-            version, rest = rest[1], rest[2:]
-        runtime = self.registry.get(name, version)
-        method = scope["method"]
-        if not rest:
-            self._expect(method, "GET")
-            versions = [version] if version else self.registry.versions(name)
-            await send_json(send, 200, v2.metadata(runtime, versions))
-            return
-        if len(rest) != 1:
-            raise NotFound(f"no route for {method} {scope['path']}")
-        action = rest[0]
-        if action == "ready":
-            self._expect(method, "GET")
-            ready = runtime.ready
-            await send_json(send, 200 if ready else 503, {"name": name, "ready": ready})
-            return
-        self._expect(method, "POST")
-        runtime.check_ready()
-        body = await read_body(scope, receive, self.max_body_size)
-        if action == "infer":
-            await v2.infer(runtime, scope, receive, send, body)
-        elif action == "explain":
-            await v2.explain(runtime, scope, send, body)
+    def routes(self) -> list[Route]:
+        """Every HTTP route this app serves; health routes are public (probes)."""
+        get, post = functools.partial(Route.http, "GET"), functools.partial(Route.http, "POST")
+        routes = [
+            get("/v2/health/live", self._live, public=True),
+            get("/v2/health/ready", self._ready, public=True),
+            get("/v2", self._server_metadata),
+            get("/metrics", self._metrics, public=self.public_metrics),
+            get("/", self._info),
+            get("/health", self._info),
+        ]
+        for base in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+            routes += [
+                get(base, self._model_metadata),
+                get(base + "/ready", self._model_ready, public=True),
+                post(base + "/infer", self._infer),
+                post(base + "/explain", self._explain),
+                post(base + "/{op}", self._operation),
+            ]
+        if self.queue_door is not None:
+            routes += self.queue_door.routes()
         else:
-            await v2.operation(runtime, action, send, body)
+            routes.append(post("/api/predict/{name}", self._eas_predict))
+        return routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.http(scope, receive, send)
+
+    def _runtime(self, request: Request) -> ModelRuntime:
+        return self.registry.get(request.params["name"], request.params.get("version"))
+
+    async def _live(self, request: Request) -> None:
+        await send_json(request.send, 200, {"live": True})
+
+    async def _ready(self, request: Request) -> None:
+        ready = self.ready
+        await send_json(request.send, 200 if ready else 503, {"ready": ready})
+
+    async def _server_metadata(self, request: Request) -> None:
+        await send_json(request.send, 200, server_metadata("servekit", __version__, EXTENSIONS))
+
+    async def _metrics(self, request: Request) -> None:
+        body, content_type = render_metrics(self.registry)
+        await send_bytes(request.send, 200, body, [(b"content-type", content_type)])
+
+    async def _info(self, request: Request) -> None:
+        models = {rt.model.full_name: rt.state for rt in self.registry}
+        info = {"name": "servekit", "version": __version__, "pid": os.getpid(), "models": models}
+        await send_json(request.send, 200, info)
+
+    async def _model_metadata(self, request: Request) -> None:
+        runtime = self._runtime(request)
+        version = request.params.get("version")
+        versions = [version] if version else self.registry.versions(request.params["name"])
+        await send_json(request.send, 200, v2.metadata(runtime, versions))
+
+    async def _model_ready(self, request: Request) -> None:
+        ready = self._runtime(request).ready
+        body = {"name": request.params["name"], "ready": ready}
+        await send_json(request.send, 200 if ready else 503, body)
+
+    async def _infer(self, request: Request) -> None:
+        runtime = self._runtime(request)
+        runtime.check_ready()
+        body = await request.body()
+        await v2.infer(runtime, request.scope, request.receive, request.send, body)
+
+    async def _explain(self, request: Request) -> None:
+        runtime = self._runtime(request)
+        runtime.check_ready()
+        await v2.explain(runtime, request.scope, request.send, await request.body())
+
+    async def _operation(self, request: Request) -> None:
+        runtime = self._runtime(request)
+        runtime.check_ready()
+        body = await request.body()
+        await v2.operation(runtime, request.params["op"], request.send, body)
+
+    async def _eas_predict(self, request: Request) -> None:
+        runtime = self._runtime(request)
+        runtime.check_ready()
+        body = await request.body()
+        await eas_route.predict(runtime, request.scope, request.receive, request.send, body)

@@ -29,8 +29,13 @@ def header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole request body; ``PayloadTooLarge`` past ``limit`` bytes."""
+BODY_SETTING = "--max-body-size / SERVEKIT_MAX_BODY_SIZE"
+
+
+async def read_body(
+    scope: Scope, receive: Receive, limit: int, setting: str | None = None
+) -> bytes:
+    """The whole request body; ``PayloadTooLarge`` past ``limit`` bytes (naming ``setting``)."""
     length = header(scope, b"content-length")
     if length is not None:
         try:
@@ -39,30 +44,29 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             shown = length.decode(errors="replace")
             raise BadRequest(f"Content-Length {shown!r} is not a number") from None
         if declared > limit:
-            raise PayloadTooLarge(
-                f"request body of {declared} bytes exceeds the {limit}-byte limit"
-            )
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        raise Cancelled("client disconnected while sending the request")
-    body: bytes = message.get("body", b"")
-    if len(body) > limit:
-        raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit")
-    if not message.get("more_body"):
-        return body
-    chunks = [body]
-    size = len(body)
+            raise _too_large(f"request body of {declared} bytes", limit, setting)
+    chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise Cancelled("client disconnected while sending the request")
-        chunk = message.get("body", b"")
+        chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit")
-        chunks.append(chunk)
+            raise _too_large("request body", limit, setting)
         if not message.get("more_body"):
+            if not chunks:
+                return chunk
+            chunks.append(chunk)
             return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _too_large(what: str, limit: int, setting: str | None) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"{what} exceeds the limit of {limit} bytes (raise it with {setting or BODY_SETTING})"
+    )
 
 
 def watch_disconnect(receive: Receive) -> asyncio.Task[Any]:
@@ -121,11 +125,19 @@ async def send_json(send: Send, status: int, document: Any) -> None:
     await send_bytes(send, status, orjson.dumps(document))
 
 
-async def send_error(send: Send, error: ServekitError) -> None:
-    """``{"error": message}`` with the error's status and headers (e.g. ``Retry-After``)."""
-    headers = [(b"content-type", JSON)]
+def error_response(error: ServekitError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """The one error shape of every HTTP door: ``{"error": message}``, status and headers."""
+    body = orjson.dumps({"error": error.message})
+    headers = [(b"content-type", JSON), (b"content-length", str(len(body)).encode())]
     headers.extend((k.encode(), v.encode()) for k, v in error.headers().items())
-    await send_bytes(send, error.status, orjson.dumps({"error": error.message}), headers)
+    return error.status, headers, body
+
+
+async def send_error(send: Send, error: ServekitError) -> None:
+    """Answer with :func:`error_response` (e.g. a 429 with ``Retry-After``)."""
+    status, headers, body = error_response(error)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def run_lifespan(

@@ -7,10 +7,11 @@ together, and each request gets ``{"data": [y1, …, yn]}`` back.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any
 
-from servekit.errors import BadRequest, Cancelled, ModelError, ServekitError
+from servekit.errors import BadRequest, ModelError
 from servekit.handler import RequestHandler
 from servekit.messages import HttpMessage
 from servekit.model import Model
@@ -18,15 +19,14 @@ from servekit.server.asgi import (
     Receive,
     Scope,
     Send,
-    read_body,
-    run_lifespan,
     send_bytes,
-    send_error,
     send_json,
     timeout_seconds,
     watch_disconnect,
 )
+from servekit.server.http_app import HttpApp
 from servekit.server.metrics import metrics_registry, render_metrics
+from servekit.server.routing import Request, Route
 from servekit.server.runtime import ModelRuntime
 
 log = logging.getLogger("servekit.server")
@@ -65,19 +65,22 @@ class MessageApp:
         self._pusher: asyncio.Task[None] | None = None
         self._metrics_server: Any = None
 
+    @functools.cached_property
+    def app(self) -> HttpApp:
+        """The routes on the one HTTP kit: POST a message to any path; GET for health."""
+        get, post = functools.partial(Route.http, "GET"), functools.partial(Route.http, "POST")
+        routes = [get("/metrics", self._metrics)]
+        for template in ("/", "/{path:path}"):
+            routes += [post(template, self._infer), get(template, self._ready, public=True)]
+        return HttpApp(
+            routes,
+            max_body_size=self.max_body_size,
+            startup=self.startup,
+            shutdown=self.shutdown,
+        )
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await run_lifespan(receive, send, self.startup, self.shutdown)
-        elif scope["type"] == "http":
-            try:
-                await self._http(scope, receive, send)
-            except Cancelled:
-                return
-            except ServekitError as exc:
-                await send_error(send, exc)
-            except Exception as exc:  # a boundary: answer 500, keep serving
-                log.exception("unhandled error in http_server")
-                await send_error(send, ModelError(f"internal error: {type(exc).__name__}: {exc}"))
+        await self.app(scope, receive, send)
 
     async def startup(self) -> None:
         await self.runtime.start()
@@ -115,33 +118,30 @@ class MessageApp:
             except OSError as exc:  # the gateway being down must not stop serving
                 log.warning("pushing metrics to %s failed: %s", gateway, exc)
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path, method = scope["path"], scope["method"]
-        if method == "GET":
-            if path == "/metrics":
-                body, content_type = render_metrics([self.runtime])
-                await send_bytes(send, 200, body, [(b"content-type", content_type)])
-            else:
-                ready = self.runtime.ready
-                await send_json(send, 200 if ready else 503, {"ready": ready})
-            return
-        if method != "POST":
-            raise ServekitError(f"method {method} not allowed (POST a message)", status=405)
+    async def _metrics(self, request: Request) -> None:
+        body, content_type = render_metrics([self.runtime])
+        await send_bytes(request.send, 200, body, [(b"content-type", content_type)])
+
+    async def _ready(self, request: Request) -> None:
+        ready = self.runtime.ready
+        await send_json(request.send, 200 if ready else 503, {"ready": ready})
+
+    async def _infer(self, request: Request) -> None:
         runtime = self.runtime
         runtime.check_ready()
-        message = HttpMessage.from_bytes(await read_body(scope, receive, self.max_body_size))
-        seconds = timeout_seconds(scope)
+        message = HttpMessage.from_bytes(await request.body())
+        seconds = timeout_seconds(request.scope)
         results = await runtime.infer(
             message.data,
             request=message.data,
             deadline=None if seconds is None else runtime.now() + seconds,
-            cancelled_by=watch_disconnect(receive),
+            cancelled_by=watch_disconnect(request.receive),
         )
         try:
             body = HttpMessage(data=results).to_bytes()
         except TypeError as exc:
             raise ModelError(f"process_response returned a value that is not JSON: {exc}") from exc
-        await send_bytes(send, 200, body)
+        await send_bytes(request.send, 200, body)
 
 
 def http_server(

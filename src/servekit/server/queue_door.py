@@ -20,64 +20,52 @@ The consumer is ``X-EAS-QueueService-Redis-Uid`` in group ``X-EAS-QueueService-R
 (default ``eas``). With a token, ``Authorization`` must carry it (raw, ``Bearer`` or an
 EAS signature), else 401.
 
-Mounting it in another ASGI app (how ``servekit serve --queue`` uses it)::
-
-    door = QueueDoor({"svc": input_queue, "svc/sink": sink_queue}, token=token)
-    # in the lifespan: await door.startup() ... await door.shutdown()
-    # per request:    if door.owns(scope["path"]): return await door.handle(scope, receive, send)
-
-Standalone, ``QueueDoor`` is itself an ASGI app (it runs the lifespan):
-``uvicorn.run(door, host="127.0.0.1", port=8080)``.
+Its routes go on the one HTTP kit (:mod:`servekit.server.http_app`): ``servekit serve
+--queue`` adds ``door.routes()`` to the server's own and calls ``door.startup()`` /
+``door.shutdown()`` in its lifespan. Standalone, ``QueueDoor`` is itself an ASGI app (it runs
+the lifespan): ``uvicorn.run(door, host="127.0.0.1", port=8080)``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any
+from collections.abc import Mapping
 
 import orjson
 
-from servekit.errors import BadRequest, NotFound, PayloadTooLarge, ServekitError, Unauthorized
-from servekit.protocol.eas_auth import check_authorization
+from servekit.errors import BadRequest, NotFound, ServekitError
 from servekit.protocol.queue_wire import WireError, decode_frame, encode_list, encode_record
 from servekit.queue import params
 from servekit.queue.service import DEFAULT_GROUP, MAX_GET_LENGTH, MAX_WINDOW, QueueService
 from servekit.queue.subscription import Subscription
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from servekit.server.asgi import Receive, Scope, Send
+from servekit.server.http_app import HttpApp, deny_websocket
+from servekit.server.routing import Request, Route
 
 log = logging.getLogger("servekit.queue")
 
 PREFIX = "/api/predict/"
+TEMPLATE = "/api/predict/{queue:path}"
 HEADER_REQUEST_ID = b"x-eas-queueservice-request-id"
 HEADER_UID = b"x-eas-queueservice-redis-uid"
 HEADER_GID = b"x-eas-queueservice-redis-gid"
 PROTOBUF = b"application/vnd.google.protobuf"
 # A POST body in this media type is a DataFrameProto (data + tags) rather than raw data.
 DATAFRAME_MEDIA = "application/vnd.google.protobuf; proto=streaming.DataFrameProto"
+PAYLOAD_SETTING = "SERVEKIT_QUEUE_MAX_PAYLOAD_BYTES / --queue-max-payload-bytes"
 
 Response = tuple[int, list[tuple[bytes, bytes]], bytes]
-
-
-def _json(
-    status: int, payload: object, headers: list[tuple[bytes, bytes]] | None = None
-) -> Response:
-    return status, [(b"content-type", b"application/json"), *(headers or [])], orjson.dumps(payload)
 
 
 def _text(body: str, headers: list[tuple[bytes, bytes]] | None = None) -> Response:
     return 200, [(b"content-type", b"text/plain; charset=utf-8"), *(headers or [])], body.encode()
 
 
-def _error(exc: ServekitError) -> Response:
-    extra = [(k.encode(), v.encode()) for k, v in exc.headers().items()]
-    return _json(exc.status, {"error": exc.message, "status": exc.status}, extra)
+def _json(payload: object) -> Response:
+    return 200, [(b"content-type", b"application/json")], orjson.dumps(payload)
 
 
 class QueueDoor:
@@ -98,16 +86,20 @@ class QueueDoor:
 
     # -- mounting -------------------------------------------------------------------------
 
-    def queue_name(self, path: str) -> str | None:
-        """The queue a path addresses (``/api/predict/<name>``), registered or not."""
-        if not path.startswith(PREFIX):
-            return None
-        name = path[len(PREFIX) :].strip("/")
-        return name or None
+    def routes(self) -> list[Route]:
+        """The door's HTTP and WebSocket routes, for the one HTTP kit."""
+        verbs = ("POST", "GET", "DELETE", "PUT")
+        return [Route.http(verbs, TEMPLATE, self._http), Route.ws(TEMPLATE, self._websocket)]
 
-    def owns(self, path: str) -> bool:
-        """True if ``path`` addresses one of this door's queues."""
-        return self.queue_name(path) in self.queues
+    @functools.cached_property
+    def app(self) -> HttpApp:
+        """The door alone as an ASGI app (with its lifespan)."""
+        return HttpApp(
+            self.routes(), token=self.token, startup=self.startup, shutdown=self.shutdown
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
 
     async def startup(self) -> None:
         """Open every queue (in the event loop that will serve them)."""
@@ -121,56 +113,23 @@ class QueueDoor:
         for queue in self.queues.values():
             await queue.close()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+    async def _http(self, request: Request) -> None:
+        queue = self._queue(request.params["queue"])
+        query = params.parse_query(request.scope.get("query_string", b""))
+        headers = dict(request.scope["headers"])
+        gid = headers.get(HEADER_GID, b"").decode("latin-1") or DEFAULT_GROUP
+        method = request.method
+        if method == "POST":
+            body = await request.body(queue.max_payload_bytes, PAYLOAD_SETTING)
+            response = await self._put(queue, query, headers, body)
+        elif method in ("GET", "HEAD"):
+            response = await self._get(queue, query, gid)
+        elif method == "DELETE":
+            response = await self._delete(queue, query)
         else:
-            await self.handle(scope, receive, send)
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await self.startup()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve one HTTP request or WebSocket connection."""
-        if scope["type"] == "websocket":
-            await self._websocket(scope, receive, send)
-        elif scope["type"] == "http":
-            await self._respond(send, await self._http(scope, receive))
-
-    # -- HTTP -----------------------------------------------------------------------------
-
-    async def _http(self, scope: Scope, receive: Receive) -> Response:
-        try:
-            headers = dict(scope["headers"])
-            self._authorize(scope)
-            queue = self._queue(scope["path"])
-            query = params.parse_query(scope.get("query_string", b""))
-            gid = headers.get(HEADER_GID, b"").decode("latin-1") or DEFAULT_GROUP
-            method = scope["method"]
-            if method == "POST":
-                body = await self._body(receive, headers, queue.max_payload_bytes)
-                return await self._put(queue, query, headers, body)
-            if method == "GET":
-                return await self._get(queue, query, gid)
-            if method == "DELETE":
-                return await self._delete(queue, query)
-            if method == "PUT":
-                await queue.commit(params.indexes(query), gid)
-                return _text("OK")
-            return _json(405, {"error": f"method {method} not allowed", "status": 405})
-        except ServekitError as exc:
-            return _error(exc)
-        except Exception:  # boundary: report, answer 500, keep serving
-            log.exception("queue request failed: %s %s", scope.get("method"), scope.get("path"))
-            return _json(500, {"error": "internal error in the queue service", "status": 500})
+            await queue.commit(params.indexes(query), gid)
+            response = _text("OK")
+        await _respond(request.send, response)
 
     async def _put(
         self,
@@ -192,10 +151,10 @@ class QueueDoor:
 
     async def _get(self, queue: QueueService, query: Mapping[str, str], gid: str) -> Response:
         if params.boolean(query, "_attrs_", False):
-            return _json(200, await queue.attributes())
+            return _json(await queue.attributes())
         if params.boolean(query, "_search_", False):
             position = await queue.search(params.integer(query, "_index_", None), gid)
-            return _json(200, position.as_eas())
+            return _json(position.as_eas())
         if params.boolean(query, "_watch_", False):
             raise BadRequest("_watch_ needs a WebSocket connection (ws:// or wss://)")
         records = await queue.get(
@@ -218,59 +177,22 @@ class QueueDoor:
             return _text("OK")
         raise BadRequest("DELETE needs _trunc_=true&_index_=N or _indexes_=i,j,...")
 
-    async def _body(self, receive: Receive, headers: Mapping[bytes, bytes], limit: int) -> bytes:
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(f"body of {int(declared)} bytes exceeds {limit}")
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise BadRequest("client went away before sending the whole body")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"body exceeds {limit} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-
-    @staticmethod
-    async def _respond(send: Send, response: Response) -> None:
-        status, headers, body = response
-        headers = [*headers, (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-    # -- shared ---------------------------------------------------------------------------
-
-    def _authorize(self, scope: Scope) -> None:
-        """Plain token, ``Bearer`` or the EAS signature (body-less check), in constant time."""
-        if not self.token:
-            return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        if not check_authorization(
-            self.token, method=scope.get("method", "GET"), path=scope["path"], headers=headers
-        ):
-            raise Unauthorized("missing or wrong token in the Authorization header")
-
-    def _queue(self, path: str) -> QueueService:
-        name = self.queue_name(path)
-        queue = self.queues.get(name) if name else None
+    def _queue(self, name: str) -> QueueService:
+        queue = self.queues.get(name.strip("/"))
         if queue is None:
-            raise NotFound(f"no queue named {name!r} (path {path!r})")
+            known = ", ".join(sorted(self.queues)) or "none"
+            raise NotFound(f"no queue named {name!r} (queues: {known})")
         return queue
 
     # -- WebSocket ------------------------------------------------------------------------
 
-    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _websocket(self, request: Request) -> None:
+        scope, receive, send = request.scope, request.receive, request.send
         if (await receive())["type"] != "websocket.connect":
             return
         try:
             headers = dict(scope["headers"])
-            self._authorize(scope)
-            queue = self._queue(scope["path"])
+            queue = self._queue(request.params["queue"])
             query = params.parse_query(scope.get("query_string", b""))
             if not params.boolean(query, "_watch_", False):
                 raise BadRequest("a WebSocket on a queue needs _watch_=true")
@@ -283,7 +205,7 @@ class QueueDoor:
             )
             index_only = params.boolean(query, "_index_only_", False)
         except ServekitError as exc:
-            await self._deny(scope, send, _error(exc))
+            await deny_websocket(scope, send, exc)
             return
         await send({"type": "websocket.accept"})
         task = asyncio.current_task()
@@ -336,17 +258,12 @@ class QueueDoor:
             log.exception("watch of %s/%s failed", sub.gid, sub.uid)
             raise
 
-    @staticmethod
-    async def _deny(scope: Scope, send: Send, response: Response) -> None:
-        if "websocket.http.response" in scope.get("extensions", {}):
-            status, headers, body = response
-            headers = [*headers, (b"content-length", str(len(body)).encode())]
-            await send(
-                {"type": "websocket.http.response.start", "status": status, "headers": headers}
-            )
-            await send({"type": "websocket.http.response.body", "body": body})
-        else:
-            await send({"type": "websocket.close", "code": 1008})
+
+async def _respond(send: Send, response: Response) -> None:
+    status, headers, body = response
+    headers = [*headers, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _until_disconnect(receive: Receive) -> None:

@@ -1,0 +1,103 @@
+"""The one HTTP kit: route sets served as an ASGI app with one token check, one body limit,
+one error renderer and one lifespan handler.
+
+Every HTTP door (v2 + EAS in :class:`~servekit.server.app.App`, the EAS queue door, the
+Virtex message door) is a list of :class:`~servekit.server.routing.Route` on an
+:class:`HttpApp`. The token is checked from the headers before any body is read; health
+routes are public so probes work.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+
+from servekit.errors import Cancelled, ModelError, ServekitError
+from servekit.server.asgi import Receive, Scope, Send, error_response, run_lifespan, send_error
+from servekit.server.auth import TokenGuard
+from servekit.server.routing import Request, Route, Router
+
+log = logging.getLogger("servekit.server")
+
+Hook = Callable[[], Awaitable[None]]
+
+__all__ = ["HttpApp", "deny_websocket"]
+
+
+class HttpApp:
+    """An ASGI app serving ``routes``; ``startup``/``shutdown`` run in the lifespan.
+
+    A failing ``startup`` is reported to the server (``lifespan.startup.failed``), which then
+    exits instead of serving a half-started app.
+    """
+
+    def __init__(
+        self,
+        routes: Iterable[Route],
+        *,
+        token: str | None = None,
+        max_body_size: int = 64 * 1024 * 1024,
+        startup: Hook | None = None,
+        shutdown: Hook | None = None,
+    ) -> None:
+        self.router = Router(routes)
+        self.guard = TokenGuard(token)
+        self.max_body_size = max_body_size
+        self._startup = startup
+        self._shutdown = shutdown
+
+    async def startup(self) -> None:
+        if self._startup is not None:
+            await self._startup()
+
+    async def shutdown(self) -> None:
+        if self._shutdown is not None:
+            await self._shutdown()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self.handle_http(scope, receive, send)
+        elif kind == "websocket":
+            await self.handle_websocket(scope, receive, send)
+        elif kind == "lifespan":
+            await run_lifespan(receive, send, self.startup, self.shutdown)
+
+    async def handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            route, params = self.router.resolve(scope)
+            if not route.public:
+                self.guard.check(scope)
+            await route.handler(self._request(scope, receive, send, params))
+        except Cancelled:
+            return  # the client is gone: nobody to answer
+        except ServekitError as exc:
+            await send_error(send, exc)
+        except Exception as exc:  # a boundary: answer 500, keep serving everyone else
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            await send_error(send, ModelError(f"internal error: {type(exc).__name__}: {exc}"))
+
+    async def handle_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            route, params = self.router.resolve(scope)
+            self.guard.check(scope)
+        except ServekitError as exc:
+            if (await receive())["type"] == "websocket.connect":
+                await deny_websocket(scope, send, exc)
+            return
+        await route.handler(self._request(scope, receive, send, params))
+
+    def _request(
+        self, scope: Scope, receive: Receive, send: Send, params: dict[str, str]
+    ) -> Request:
+        return Request(scope, receive, send, params, self.guard, self.max_body_size)
+
+
+async def deny_websocket(scope: Scope, send: Send, error: ServekitError) -> None:
+    """Refuse a WebSocket handshake with an HTTP answer where the server allows it."""
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    status, headers, body = error_response(error)
+    await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body})
