@@ -12,7 +12,7 @@ import math
 import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,33 +70,37 @@ class RequestCorrelation:
     Element: int
 
 
-# pyraisdk's variables, read after the arguments and SERVEKIT_*: setting -> (variable, to ms)
-_PYRAISDK_ENV: dict[str, tuple[str, Callable[[float], float]]] = {
-    "max_batch_size": ("PYRAISDK_MAX_BATCH_SIZE", lambda n: n),
-    "idle_batch_size": ("PYRAISDK_IDLE_BATCH_SIZE", lambda n: n),
-    "max_latency_ms": ("PYRAISDK_MAX_BATCH_INTERVAL", lambda seconds: seconds * 1000.0),
-}
-_SECONDS_ENV = "SERVEKIT_MAX_BATCH_INTERVAL"  # the DESIGN's thread-API name, in seconds
+# Older names, read after the arguments and each setting's own SERVEKIT_* variable, first
+# set one wins: (setting, variable, type, factor to the setting's unit).
+_COMPAT_ENV: tuple[tuple[str, str, type[int] | type[float], float], ...] = (
+    ("max_batch_size", "PYRAISDK_MAX_BATCH_SIZE", int, 1),
+    ("idle_batch_size", "PYRAISDK_IDLE_BATCH_SIZE", int, 1),
+    ("max_latency_ms", "SERVEKIT_MAX_BATCH_INTERVAL", float, 1000.0),  # seconds (DESIGN.md)
+    ("max_latency_ms", "PYRAISDK_MAX_BATCH_INTERVAL", float, 1000.0),  # seconds (pyraisdk)
+)
 
 
 def _settings(**given: float | None) -> BatchSettings:
-    """Arguments, then ``SERVEKIT_*`` (and ``SERVEKIT_MAX_BATCH_INTERVAL``), then ``PYRAISDK_*``."""
+    """Arguments, then ``SERVEKIT_*``, then ``SERVEKIT_MAX_BATCH_INTERVAL``, then ``PYRAISDK_*``."""
     explicit: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-    fallbacks: dict[str, tuple[str, Callable[[float], float]]] = dict(_PYRAISDK_ENV)
-    if not set_in_env(BatchSettings, "max_latency_ms") and os.environ.get(_SECONDS_ENV):
-        fallbacks["max_latency_ms"] = (_SECONDS_ENV, lambda seconds: seconds * 1000.0)
-    for name, (env, to_setting) in fallbacks.items():
+    sources: list[str] = []
+    for name, env, kind, factor in _COMPAT_ENV:
         raw = os.environ.get(env, "")
-        if name in explicit or set_in_env(BatchSettings, name) or raw == "":
+        if raw == "" or name in explicit or set_in_env(BatchSettings, name):
             continue
-        kind = int if name != "max_latency_ms" else float
         try:
-            explicit[name] = to_setting(kind(raw))
+            explicit[name] = kind(raw) * factor
         except ValueError:
             raise InvalidSetting(
                 f"invalid setting: environment variable {env}={raw!r} is not a {kind.__name__}"
             ) from None
-    return BatchSettings(**explicit)
+        sources.append(f"{env}={raw!r}")
+    try:
+        return BatchSettings(**explicit)
+    except InvalidSetting as exc:
+        raise InvalidSetting(
+            f"{exc} (read from {', '.join(sources)})" if sources else str(exc)
+        ) from None
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

@@ -233,6 +233,10 @@ def test_an_invalid_pyraisdk_variable_is_named(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("PYRAISDK_IDLE_BATCH_SIZE", "few")
     with pytest.raises(ValueError, match="PYRAISDK_IDLE_BATCH_SIZE='few'"):
         DynamicBatchModel(Tagger())
+    monkeypatch.delenv("PYRAISDK_IDLE_BATCH_SIZE")
+    monkeypatch.setenv("PYRAISDK_MAX_BATCH_SIZE", "0")
+    with pytest.raises(ValueError, match=r"max_batch_size=0.*PYRAISDK_MAX_BATCH_SIZE='0'"):
+        DynamicBatchModel(Tagger())
 
 
 def test_an_out_of_range_setting_says_which_and_why() -> None:
