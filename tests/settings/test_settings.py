@@ -196,3 +196,9 @@ def test_app_reads_the_token_from_the_environment(monkeypatch: pytest.MonkeyPatc
             assert client.get("/v2", headers=authorized).status_code == 200
     finally:
         live.stop()
+
+
+def test_http_server_reads_the_body_limit_like_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SERVEKIT_MAX_BODY_SIZE", "2048")
+    assert http_server("echo", Passthrough()).max_body_size == 2048
+    assert http_server("echo", Passthrough(), max_body_size=100).max_body_size == 100

@@ -28,6 +28,7 @@ from servekit.server.http_app import HttpApp
 from servekit.server.metrics import metrics_registry, render_metrics
 from servekit.server.routing import Request, Route
 from servekit.server.runtime import ModelRuntime
+from servekit.settings import ServerSettings
 
 log = logging.getLogger("servekit.server")
 
@@ -155,11 +156,13 @@ def http_server(
     metrics_interval: float = 10.0,
     *,
     max_queue_size: int | None = None,
-    max_body_size: int = 64 * 1024 * 1024,
+    max_body_size: int | None = None,
 ) -> MessageApp:
     """An ASGI app (run it with uvicorn) that batches message elements for ``handler``.
 
-    ``max_time_on_queue`` is in seconds. ``metrics_mode``: ``"off"`` (``GET /metrics`` on the
+    ``max_time_on_queue`` is in seconds (Virtex's name for ``max_latency_ms``; 0 dispatches
+    at once). Settings not given come from ``SERVEKIT_*`` variables, then defaults
+    (``servekit.settings``). ``metrics_mode``: ``"off"`` (``GET /metrics`` on the
     app only), ``"scrape"`` (also a Prometheus endpoint on ``metrics_host:metrics_port``) or
     ``"push"`` (push to a Pushgateway there every ``metrics_interval`` seconds).
     """
@@ -173,9 +176,10 @@ def http_server(
         max_latency_ms=None if max_time_on_queue is None else max_time_on_queue * 1000,
         max_queue_size=max_queue_size,
     )
+    body_limit: dict[str, Any] = {} if max_body_size is None else {"max_body_size": max_body_size}
     return MessageApp(
         ModelRuntime(model, policy),
-        max_body_size=max_body_size,
+        max_body_size=ServerSettings(**body_limit).max_body_size,
         metrics_mode=metrics_mode,
         metrics_host=metrics_host,
         metrics_port=metrics_port,
