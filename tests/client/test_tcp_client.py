@@ -17,21 +17,22 @@ from servekit.client import (
     Retry,
     ServiceUnavailable,
     TooManyRequests,
+    UnauthorizedError,
 )
 from servekit.client.tcp import TcpClient
 from servekit.protocol.tcp_frames import FrameTooLarge
 
-from .conftest import Boom, Door, Jam, closed_port
+from .conftest import TOKEN, Boom, Door, Jam, closed_port
 
 
 def test_heartbeat_is_acknowledged(door: Door) -> None:
-    with TcpClient("127.0.0.1", door.tcp_port) as client:
+    with TcpClient("127.0.0.1", door.tcp_port, token=TOKEN) as client:
         answer = client.heartbeat()
     assert (answer["flag"], answer["message"]) == (1, "service online")
 
 
 def test_infer_returns_data_and_numbers_requests(door: Door) -> None:
-    with TcpClient("127.0.0.1", door.tcp_port) as client:
+    with TcpClient("127.0.0.1", door.tcp_port, token=TOKEN) as client:
         assert client.infer([1, 2, 3], model="total") == 6
         assert client.infer([10], request_number=77, model="total") == 10
         assert client.infer({"k": "v"}) == {"k": "v"}  # the first model served: echo
@@ -40,7 +41,7 @@ def test_infer_returns_data_and_numbers_requests(door: Door) -> None:
 
 
 def test_many_requests_share_one_connection(door: Door) -> None:
-    with TcpClient("127.0.0.1", door.tcp_port) as client:
+    with TcpClient("127.0.0.1", door.tcp_port, token=TOKEN) as client:
         client.heartbeat()
         sock = client._sock
         assert [client.infer([n], model="total") for n in range(20)] == list(range(20))
@@ -51,14 +52,14 @@ def test_pipelined_requests_come_back_in_order(door: Door) -> None:
     messages = [
         {"req_type": 3, "request_number": n, "data": [n, n], "model": "total"} for n in range(50)
     ]
-    with TcpClient("127.0.0.1", door.tcp_port) as client:
+    with TcpClient("127.0.0.1", door.tcp_port, token=TOKEN) as client:
         answers = client.pipeline(messages)
     assert [a["request_number"] for a in answers] == list(range(50))
     assert [a["data"] for a in answers] == [2 * n for n in range(50)]
 
 
 def test_an_unknown_model_is_the_doors_404(door: Door) -> None:
-    with TcpClient("127.0.0.1", door.tcp_port) as client:
+    with TcpClient("127.0.0.1", door.tcp_port, token=TOKEN) as client:
         with pytest.raises(NotFoundError, match="nope") as info:
             client.infer([1], model="nope")
         assert info.value.status == 404
@@ -66,13 +67,16 @@ def test_an_unknown_model_is_the_doors_404(door: Door) -> None:
 
 
 def test_bad_input_is_a_400(door: Door) -> None:
-    with TcpClient("127.0.0.1", door.tcp_port) as client, pytest.raises(BadRequestError):
+    with (
+        TcpClient("127.0.0.1", door.tcp_port, token=TOKEN) as client,
+        pytest.raises(BadRequestError),
+    ):
         client.infer([1], model="total", timeout_ms="soon")
 
 
 def test_a_model_that_raises_is_a_500_run_once(door: Door) -> None:
     before = Boom.calls
-    client = TcpClient("127.0.0.1", door.tcp_port)
+    client = TcpClient("127.0.0.1", door.tcp_port, token=TOKEN)
     with client, pytest.raises(HTTPStatusError, match="the model broke") as info:
         client.infer([1], model="boom")
     assert type(info.value) is HTTPStatusError and info.value.status == 500
@@ -80,7 +84,10 @@ def test_a_model_that_raises_is_a_500_run_once(door: Door) -> None:
 
 
 def test_a_model_still_loading_is_a_503(door: Door) -> None:
-    with TcpClient("127.0.0.1", door.tcp_port) as client, pytest.raises(ServiceUnavailable):
+    with (
+        TcpClient("127.0.0.1", door.tcp_port, token=TOKEN) as client,
+        pytest.raises(ServiceUnavailable),
+    ):
         client.infer([1], model="warming")
 
 
@@ -88,7 +95,7 @@ def test_a_full_queue_is_a_429(door: Door, jammed: None) -> None:
     refusals: list[TooManyRequests] = []
 
     def send() -> None:
-        with TcpClient("127.0.0.1", door.tcp_port, timeout=20) as client:
+        with TcpClient("127.0.0.1", door.tcp_port, token=TOKEN, timeout=20) as client:
             try:
                 client.infer([1], model="jam")
             except TooManyRequests as exc:
@@ -107,22 +114,35 @@ def test_a_full_queue_is_a_429(door: Door, jammed: None) -> None:
     assert all(r.status == 429 for r in refusals)
 
 
-def test_a_failure_without_a_code_counts_as_500(door: Door) -> None:
-    client = TcpClient("127.0.0.1", door.tcp_port)
-    with client, pytest.raises(HTTPStatusError, match="not served here") as info:
+def test_an_unserved_request_type_is_400(door: Door) -> None:
+    client = TcpClient("127.0.0.1", door.tcp_port, token=TOKEN)
+    with client, pytest.raises(BadRequestError, match="not served here") as info:
         client.train(epochs=3)
-    assert info.value.status == 500
+    assert info.value.status == 400
+
+
+@pytest.mark.parametrize("token", [None, "wrong", TOKEN + "x"])
+def test_frames_without_the_token_are_refused_before_the_batcher(
+    door: Door, token: str | None
+) -> None:
+    batcher = door.app.registry.get("total").batcher
+    before = batcher.stats.requests
+    with TcpClient("127.0.0.1", door.tcp_port, token=token) as client:
+        assert client.heartbeat()["flag"] == 1  # heartbeats stay open, like health routes
+        with pytest.raises(UnauthorizedError, match="token"):
+            client.infer([1], model="total")
+    assert batcher.stats.requests == before
 
 
 def test_a_message_over_the_frame_limit_is_refused_before_sending(door: Door) -> None:
-    with TcpClient("127.0.0.1", door.tcp_port, max_frame_size=100) as client:
+    with TcpClient("127.0.0.1", door.tcp_port, token=TOKEN, max_frame_size=100) as client:
         with pytest.raises(FrameTooLarge):
             client.infer("x" * 200)
         assert client.infer([2], model="total") == 2
 
 
 def test_no_answer_within_the_timeout_raises_and_the_next_request_reconnects(door: Door) -> None:
-    with TcpClient("127.0.0.1", door.tcp_port, timeout=0.2) as client:
+    with TcpClient("127.0.0.1", door.tcp_port, token=TOKEN, timeout=0.2) as client:
         with pytest.raises(RequestTimeout) as info:
             client.infer("x", model="slow")
         assert info.value.code is None
@@ -131,7 +151,7 @@ def test_no_answer_within_the_timeout_raises_and_the_next_request_reconnects(doo
 
 
 def test_a_connection_the_server_closed_is_replaced(door: Door) -> None:
-    with TcpClient("127.0.0.1", door.tcp_port, retry=Retry(attempts=1)) as client:
+    with TcpClient("127.0.0.1", door.tcp_port, token=TOKEN, retry=Retry(attempts=1)) as client:
         assert client.infer([1], model="total") == 1
         sock = client._sock
         assert sock is not None

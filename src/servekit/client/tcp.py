@@ -8,7 +8,8 @@
 Connecting is retried with backoff (:class:`Retry`); a message already sent is never resent.
 A kept connection the server closed while idle is noticed before sending, and replaced.
 
-A failure answer (``flag`` 2) raises the status error of its ``code`` (the HTTP status the
+``TcpClient(..., token=...)`` puts the token into every frame it sends (the door's ``token``
+field). A failure answer (``flag`` 2) raises the status error of its ``code`` (the HTTP status the
 same failure has on the HTTP doors): ``NotFoundError`` for an unknown model, and so on; an
 answer without a code counts as 500.
 """
@@ -49,8 +50,10 @@ class TcpClient:
         timeout: float = 5.0,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         retry: Retry | None = None,
+        token: str | None = None,
     ) -> None:
         self.host = host
+        self.token = token
         self.port = port
         self.timeout = timeout
         self.max_frame_size = max_frame_size
@@ -115,7 +118,9 @@ class TcpClient:
         return [by_number[n] for n in numbers]
 
     def send(self, message: Any) -> None:
-        """Send one frame (connecting first if needed)."""
+        """Send one frame (connecting first if needed), with the token if the client has one."""
+        if self.token is not None and isinstance(message, dict) and "token" not in message:
+            message = {**message, "token": self.token}
         frame = encode_frame(message, max_size=self.max_frame_size)
         with self._lock:
             sock = self._connection()

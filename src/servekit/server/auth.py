@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+
 from servekit.errors import Unauthorized
 from servekit.protocol.eas_auth import check_authorization, check_content_md5
 from servekit.server.asgi import Scope
@@ -24,6 +26,15 @@ class TokenGuard:
             self.token, method=scope.get("method", "GET"), path=scope["path"], headers=headers
         ):
             raise Unauthorized("missing or wrong token in the Authorization header")
+
+    def check_token(self, given: object) -> None:
+        """A token carried in a message (the TCP door's ``token`` field); constant time."""
+        if self.token is None:
+            return
+        if not isinstance(given, str) or not hmac.compare_digest(
+            given.encode("utf-8"), self.token.encode("utf-8")
+        ):
+            raise Unauthorized("missing or wrong token: put it in the frame's 'token' field")
 
     def check_body(self, scope: Scope, body: bytes) -> None:
         """An EAS signature signs ``Content-MD5``: the body must be the one it describes."""

@@ -8,6 +8,10 @@ its ``data`` is one batch item. Responses carry ``flag`` (1 success, 2 error), `
 error on the HTTP doors. Many requests may be in flight on one connection: each is answered
 when its result is ready, matched by ``request_number``. When the connection closes, its
 requests that have not run yet are dropped.
+
+When the server has a token, every request but a heartbeat carries it in a ``token`` field
+(compared in constant time); a frame without it is answered ``code`` 401 and never reaches the
+batcher.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import contextlib
 import logging
 from typing import Any
 
-from servekit.errors import BadRequest, Cancelled, ServekitError
+from servekit.errors import BadRequest, Cancelled, ModelError, ServekitError
 from servekit.protocol.tcp_frames import (
     DEFAULT_MAX_FRAME_SIZE,
     FLAG_FAILURE,
@@ -28,6 +32,7 @@ from servekit.protocol.tcp_frames import (
     encode_frame,
 )
 from servekit.server.asgi import MILLISECONDS, checked_timeout
+from servekit.server.auth import TokenGuard
 from servekit.server.runtime import ModelRegistry, ModelRuntime
 
 log = logging.getLogger("servekit.tcp")
@@ -38,8 +43,15 @@ _READ_SIZE = 256 * 1024
 class TcpDoor:
     """Serves a model registry over TCP frames; ``await door.start(host, port)``."""
 
-    def __init__(self, registry: ModelRegistry, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE):
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        *,
+        token: str | None = None,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    ) -> None:
         self.registry = registry
+        self.guard = TokenGuard(token)
         self.max_frame_size = max_frame_size
         self.server: asyncio.Server | None = None
 
@@ -68,9 +80,7 @@ class TcpDoor:
                 fatal = False
                 for message in decoder.feed(data):
                     if isinstance(message, FrameError):
-                        writer.write(
-                            encode_frame({"flag": FLAG_FAILURE, "message": message.message})
-                        )
+                        writer.write(encode_frame(failure(message, None)))
                         fatal = fatal or message.fatal
                         continue
                     task = loop.create_task(self._answer(message, writer, closed))
@@ -96,66 +106,47 @@ class TcpDoor:
             try:
                 writer.write(encode_frame(response))
             except TypeError as exc:  # the model's result is not JSON
-                writer.write(
-                    encode_frame(
-                        {
-                            "flag": FLAG_FAILURE,
-                            "message": f"result is not JSON-serialisable: {exc}",
-                            "request_number": response.get("request_number"),
-                        }
-                    )
-                )
+                error = ModelError(f"result is not JSON-serialisable: {exc}")
+                writer.write(encode_frame(failure(error, response.get("request_number"))))
 
     async def handle(
         self, request: Any, closed: asyncio.Future[None] | None = None
     ) -> dict[str, Any] | None:
         """Answer one decoded request (never raises); ``None`` when the peer has gone."""
-        if not isinstance(request, dict):
-            return {"flag": FLAG_FAILURE, "message": "param error: request is not a JSON object"}
-        number = request.get("request_number")
-        req_type = request.get("req_type")
-        if req_type == ReqType.HEARTBEAT:
-            return {"flag": FLAG_SUCCESS, "message": "service online", "request_number": number}
-        if req_type != ReqType.INFERENCE:
-            return {
-                "flag": FLAG_FAILURE,
-                "message": f"req_type {req_type!r} is not served here (0 heartbeat, 3 inference)",
-                "request_number": number,
-            }
-        if "data" not in request:
-            return {
-                "flag": FLAG_FAILURE,
-                "message": "param error: missing 'data'",
-                "request_number": number,
-            }
+        number = request.get("request_number") if isinstance(request, dict) else None
         try:
-            runtime = self._runtime(request.get("model"))
-            data = request["data"]
-            seconds = None
-            if request.get("timeout_ms") is not None:
-                seconds = checked_timeout(request["timeout_ms"], "'timeout_ms'", MILLISECONDS)
-            (result,) = await runtime.infer(
-                [data],
-                request=data,
-                deadline=None if seconds is None else runtime.now() + seconds,
-                cancelled_by=closed,
-            )
+            return await self._handle(request, number, closed)
         except Cancelled:
             return None
         except ServekitError as exc:
-            return {
-                "flag": FLAG_FAILURE,
-                "message": exc.message,
-                "request_number": number,
-                "code": exc.status,
-            }
+            return failure(exc, number)
         except Exception as exc:  # the model's failure is this request's answer
-            return {
-                "flag": FLAG_FAILURE,
-                "message": f"{type(exc).__name__}: {exc}",
-                "request_number": number,
-                "code": 500,
-            }
+            return failure(ModelError(f"{type(exc).__name__}: {exc}"), number)
+
+    async def _handle(
+        self, request: Any, number: Any, closed: asyncio.Future[None] | None
+    ) -> dict[str, Any]:
+        if not isinstance(request, dict):
+            raise BadRequest("param error: request is not a JSON object")
+        req_type = request.get("req_type")
+        if req_type == ReqType.HEARTBEAT:  # open, like the HTTP health routes
+            return {"flag": FLAG_SUCCESS, "message": "service online", "request_number": number}
+        self.guard.check_token(request.get("token"))
+        if req_type != ReqType.INFERENCE:
+            raise BadRequest(f"req_type {req_type!r} is not served here (0 heartbeat, 3 inference)")
+        if "data" not in request:
+            raise BadRequest("param error: missing 'data'")
+        runtime = self._runtime(request.get("model"))
+        data = request["data"]
+        seconds = None
+        if request.get("timeout_ms") is not None:
+            seconds = checked_timeout(request["timeout_ms"], "'timeout_ms'", MILLISECONDS)
+        (result,) = await runtime.infer(
+            [data],
+            request=data,
+            deadline=None if seconds is None else runtime.now() + seconds,
+            cancelled_by=closed,
+        )
         return {
             "flag": FLAG_SUCCESS,
             "message": "model inference success",
@@ -170,3 +161,13 @@ class TcpDoor:
             raise BadRequest("param error: 'model' must be a string")
         model, _, version = name.partition(":")
         return self.registry.get(model, version or None)
+
+
+def failure(error: ServekitError, number: Any) -> dict[str, Any]:
+    """A failure answer: ``flag`` 2, the message, and ``code``, the error's HTTP status."""
+    return {
+        "flag": FLAG_FAILURE,
+        "message": error.message,
+        "request_number": number,
+        "code": error.status,
+    }
