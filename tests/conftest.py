@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from support.queues import arun, door_on_port, make_queue, serve_door, spawn
 from support.redis_server import RedisServer
+
+__all__ = ["arun", "door_on_port", "make_queue", "serve_door", "spawn"]  # shared fixtures
 
 EAS_VERSION = "0.36"
 

@@ -7,7 +7,6 @@ a background thread; any number of caller threads submit items and block for the
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import math
 import os
 import threading
@@ -59,6 +58,10 @@ class _Adapter(Model):
         self.model = model
 
     def predict(self, batch: list[Any]) -> list[Any]:
+        return self.model.predict(self.model.preprocess(batch))
+
+    def run_batch(self, batch: list[Any]) -> list[Any]:
+        # pyraisdk's hooks are per batch: no per-item preprocess/postprocess to isolate
         return self.model.predict(self.model.preprocess(batch))
 
 
@@ -190,7 +193,7 @@ class DynamicBatchModel:
         try:
             try:
                 return future.result(timeout)
-            except concurrent.futures.TimeoutError:
+            except TimeoutError:
                 if future.cancel():  # still waiting: dropped before the model sees it
                     return self._timed_out(len(items), timeout, raise_timeout)
                 return future.result()  # finished as the wait ended (or the model raised)

@@ -79,14 +79,14 @@ async def scenario(ops: list[tuple[Any, ...]], max_batch: int, instances: int) -
             batcher._submit(work)
         elif kind == "cancel" and works:
             work = works[op[1] % len(works)]
-            if not work.done and work.queued == len(work.items):
+            if not work.finished and work.queued == len(work.items):
                 never_dispatched.add(works.index(work))
             batcher._cancel(work, "the test cancelled")
         elif kind == "advance":
             target = clock.now() + op[1]
             for wid, work in enumerate(works):
                 expiring = work.deadline is not None and work.deadline <= target
-                if expiring and not work.done and work.queued == len(work.items):
+                if expiring and not work.finished and work.queued == len(work.items):
                     never_dispatched.add(wid)
             clock.advance(op[1])
         elif kind == "release":
@@ -100,7 +100,7 @@ async def scenario(ops: list[tuple[Any, ...]], max_batch: int, instances: int) -
     seen = model.seen
     assert len(seen) == len(set(seen)), "no item reaches the model twice"
     for wid, work in enumerate(works):
-        assert work.done and work.waiter.done()
+        assert work.finished and work.waiter is not None and work.waiter.done()
         if work.error is None:
             assert work.results == [("ok", item) for item in work.items]
         else:

@@ -9,7 +9,6 @@ one outcome: its results in order, or one error.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import functools
 import heapq
@@ -22,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from servekit.batching._work import CancelToken, Work
+from servekit.batching._work import CancelToken, ThreadFuture, Work
 from servekit.batching.policy import BatchPolicy
 from servekit.batching.stats import BatcherStats
 from servekit.clock import Clock, LoopClock, TimerHandle
@@ -76,6 +75,7 @@ class Batcher:
         self._sleeping = False
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self._thread_cancel = self._on_thread_cancel  # one bound method for every submission
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -160,20 +160,18 @@ class Batcher:
 
     def submit_threadsafe(
         self, items: Sequence[Any], *, token: CancelToken | None = None
-    ) -> concurrent.futures.Future[list[Any]]:
-        """Submit from any thread; cancelling the returned future cancels the work.
+    ) -> ThreadFuture:
+        """Submit from any thread; ``cancel()`` on the returned future drops the work.
 
-        The result is handed to the caller's future by whichever thread finishes the work
-        first (usually the model's worker thread, without a trip through the event loop).
+        The result is handed to the caller by whichever thread finishes the work first
+        (usually the model's worker thread, without a trip through the event loop).
         """
-        future: concurrent.futures.Future[list[Any]] = concurrent.futures.Future()
-        work = Work(items, future, token=token, threadsafe=True)
-        future.add_done_callback(functools.partial(self._on_abandoned_threadsafe, work))
+        work = ThreadFuture(items, self._thread_cancel, token=token)
         self._intake.append(work)
         if self._sleeping and self._loop is not None:
             self._sleeping = False  # one wake-up is enough for every thread racing here
             self._loop.call_soon_threadsafe(self._wake)
-        return future
+        return work
 
     def _submit(self, work: Work) -> None:
         self._admit(work)
@@ -186,24 +184,32 @@ class Batcher:
                 self._wake()
 
     def _on_disconnect(self, work: Work, signal: asyncio.Future[Any]) -> None:
-        if not work.done and not signal.cancelled():
+        if not work.finished and not signal.cancelled():
             self._cancel(work, "the client disconnected")
 
     def _on_abandoned(self, work: Work, future: asyncio.Future[list[Any]]) -> None:
         if future.cancelled():
             self._cancel(work, "the caller cancelled")
 
-    def _on_abandoned_threadsafe(
-        self, work: Work, future: concurrent.futures.Future[list[Any]]
-    ) -> None:
-        if future.cancelled() and self._loop is not None and not work.done:
+    def _on_thread_cancel(self, work: ThreadFuture) -> None:
+        loop = self._loop
+        if loop is not None:
             # a closed loop raises RuntimeError: then nothing is queued any more
             with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._cancel, work, "the caller cancelled")
+                loop.call_soon_threadsafe(self._abandon, work)
+
+    def _abandon(self, work: Work) -> None:
+        """A thread caller cancelled ``work`` (it holds the outcome): drop its items."""
+        self._unqueue(work)
+        self.stats.cancelled += 1
+
+    def _unqueue(self, work: Work) -> None:
+        self._queued -= work.queued
+        work.queued = 0
 
     def _cancel(self, work: Work, reason: str) -> None:
         """Fail ``work`` with ``Cancelled`` unless it already has an outcome (loop thread)."""
-        if not work.done:
+        if not work.finished:
             self._fail(work, Cancelled(reason))
 
     def now(self) -> float:
@@ -216,7 +222,7 @@ class Batcher:
         stats.requests += 1
         n = len(work.items)
         stats.items += n
-        if work.done:  # cancelled while it waited in the intake: it has its outcome already
+        if work.finished:  # cancelled while it waited in the intake: it has its outcome already
             return
         if self._closing:
             stats.refused += 1
@@ -256,7 +262,7 @@ class Batcher:
         self._queue.append([work, 0, n])
         # Event-loop callers are answered at their deadline by the timer heap; thread callers
         # time out by themselves, and expired items are dropped at dispatch either way.
-        if work.deadline is not None and work.lock is None:
+        if work.deadline is not None and work.waiter is not None:
             heapq.heappush(self._deadlines, (work.deadline, next(self._seq), work))
 
     def _drain_intake(self) -> None:
@@ -329,8 +335,8 @@ class Batcher:
 
     def _oldest_enqueued(self) -> float:
         q = self._queue
-        while q and q[0][0].done:
-            q.popleft()
+        while q and q[0][0].finished:
+            self._unqueue(q.popleft()[0])
         if not q:
             self._recount()
             return self.now()
@@ -339,7 +345,7 @@ class Batcher:
 
     def _next_deadline(self) -> float | None:
         heap = self._deadlines
-        while heap and (heap[0][2].done or not heap[0][2].queued):
+        while heap and (heap[0][2].finished or not heap[0][2].queued):
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
@@ -347,10 +353,10 @@ class Batcher:
         heap = self._deadlines
         while heap and heap[0][0] <= now:
             _, _, work = heapq.heappop(heap)
-            if not work.done and work.queued:
+            if not work.finished and work.queued:
                 self._fail(work, self._deadline_error())
         if len(heap) > 1024 and len(heap) > 4 * self._queued:
-            self._deadlines = [e for e in heap if not e[2].done and e[2].queued]
+            self._deadlines = [e for e in heap if not e[2].finished and e[2].queued]
             heapq.heapify(self._deadlines)
 
     def _deadline_error(self) -> DeadlineExceeded:
@@ -360,7 +366,7 @@ class Batcher:
 
     def _recount(self) -> None:
         """Repair the queued-item count if it ever disagrees with the queue (never spin)."""
-        actual = sum(c[2] - c[1] for c in self._queue if not c[0].done)
+        actual = sum(c[2] - c[1] for c in self._queue if not c[0].finished)
         if actual != self._queued:
             log.error(
                 "batcher %s: queued count %d != %d; repaired", self.name, self._queued, actual
@@ -376,8 +382,9 @@ class Batcher:
         while capacity and q:
             chunk = q[0]
             work: Work = chunk[0]
-            if work.done:
+            if work.finished:
                 q.popleft()
+                self._unqueue(work)
                 continue
             if work.deadline is not None and work.deadline <= now:
                 q.popleft()
@@ -470,7 +477,7 @@ class Batcher:
             offset = 0
             for work, start, end in parts:
                 count = end - start
-                if not work.done:
+                if not work.finished:
                     self._deliver(work, start, end, outputs[offset : offset + count])
                 offset += count
         self._wake()
@@ -499,8 +506,7 @@ class Batcher:
     def _fail(self, work: Work, error: BaseException, *, counted: bool = False) -> None:
         if not work.claim():
             return
-        self._queued -= work.queued
-        work.queued = 0
+        self._unqueue(work)
         work.error = error
         if not counted:
             stats = self.stats
@@ -539,9 +545,14 @@ def _deliver_to_threads(parts: list[_Part], outputs: Sequence[Any]) -> int:
     offset = 0
     for work, start, end in parts:
         count = end - start
-        if work.lock is not None and start == 0 and end == len(work.items) and not work.done:
-            results = list(outputs[offset : offset + count])
-            if not any(isinstance(r, BaseException) for r in results) and work.claim():
+        if work.thread and start == 0 and end == len(work.items) and not work.finished:
+            if count == 1:
+                results = [outputs[offset]]
+                failed = isinstance(results[0], BaseException)
+            else:
+                results = list(outputs[offset : offset + count])
+                failed = any(isinstance(r, BaseException) for r in results)
+            if not failed and work.claim():
                 work.results = results
                 work.notify()
                 delivered += 1

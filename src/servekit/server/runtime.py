@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from servekit.batching import Batcher, BatchPolicy, CancelToken
+from servekit.batching import Batcher, BatchPolicy, CancelToken, ThreadFuture
 from servekit.errors import (
     BadRequest,
     DeadlineExceeded,
@@ -70,7 +69,7 @@ class ModelRuntime:
         *,
         request: Any = None,
         token: CancelToken | None = None,
-    ) -> concurrent.futures.Future[list[Any]]:
+    ) -> ThreadFuture:
         """:meth:`infer` for callers in other threads; cancel the future to drop the work."""
         self.check_ready()
         if self._validates:

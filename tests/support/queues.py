@@ -1,4 +1,7 @@
-"""Fixtures: a real redis-server on a loopback port, and queues on both backends."""
+"""Queue fixtures for every test package: queues on both backends, worker processes, doors.
+
+Imported by ``tests/conftest.py``, so the queue, server and client tests share them.
+"""
 
 from __future__ import annotations
 
@@ -78,7 +81,7 @@ class Worker:
         import sys
         import threading
 
-        script = Path(__file__).with_name("worker.py")
+        script = Path(__file__).parents[1] / "queue" / "worker.py"
         self.process = subprocess.Popen(
             [sys.executable, str(script), *args],
             stdout=subprocess.PIPE,

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from async_inference.slow_models import Shout
+from server.slow_models import Shout
 from servekit.client import QueueClient
 from servekit.server import App
 from support.redis_server import RedisServer, free_port, wait_until
@@ -120,7 +120,7 @@ def test_server_killed_mid_batch_loses_no_record(tmp_path: Path) -> None:
     port = free_port()
     queues = f"sqlite://{tmp_path / 'queues'}"
     command = [
-        sys.executable, "-m", "servekit", "serve", "tests/async_inference/slow_models.py:Shout",
+        sys.executable, "-m", "servekit", "serve", "tests/server/slow_models.py:Shout",
         "--port", str(port), "--queue", "--queue-url", queues, "--max-batch-size", "4",
         "--log-level", "warning",
     ]  # fmt: skip
