@@ -46,4 +46,5 @@ class IrisClassifier(servekit.Model):
     def predict(self, batch: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
         probabilities = self.classifier.predict_proba(np.stack(batch))
         labels = self.classes[probabilities.argmax(axis=1)]
-        return [{"probabilities": p, "label": label} for p, label in zip(probabilities, labels, strict=True)]
+        pairs = zip(probabilities, labels, strict=True)
+        return [{"probabilities": p, "label": label} for p, label in pairs]

@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.slow_models import Shout
 from servekit.client import QueueClient
 from servekit.server import App
+from server.slow_models import Shout
 from support.redis_server import RedisServer, free_port, wait_until
 from support.servers import LiveServer
 
