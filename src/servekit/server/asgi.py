@@ -72,15 +72,11 @@ def _too_large(what: str, limit: int, setting: str | None) -> PayloadTooLarge:
 def watch_disconnect(receive: Receive) -> asyncio.Task[Any]:
     """A task that completes when the client disconnects (call once the body is read).
 
-    It is left to finish by itself: once the response is complete the server's ``receive()``
-    returns ``http.disconnect``, and by then the work is done (cheaper than cancelling it).
+    Once the body is read, the server's next ``receive()`` message is ``http.disconnect``:
+    when the client goes away, or when the response is complete (by then the work is done, so
+    the batcher ignores it). The task is left to finish by itself (cheaper than cancelling).
     """
-    return asyncio.get_running_loop().create_task(_until_disconnect(receive))
-
-
-async def _until_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
+    return asyncio.get_running_loop().create_task(receive())  # type: ignore[arg-type]
 
 
 def timeout_seconds(scope: Scope) -> float | None:

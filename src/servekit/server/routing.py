@@ -142,6 +142,7 @@ class Router:
     def __init__(self, routes: Iterable[Route] = ()) -> None:
         self._templates: list[tuple[_Pattern, dict[str, Route]]] = []
         self._by_template: dict[str, dict[str, Route]] = {}
+        self._by_length: dict[int, list[tuple[_Pattern, dict[str, Route]]]] = {}
         for route in routes:
             self.add(route)
 
@@ -150,10 +151,23 @@ class Router:
         if methods is None:
             methods = self._by_template[route.template] = {}
             self._templates.append((_Pattern(route.template), methods))
+            self._by_length.clear()  # rebuilt on the next request
         for method in route.methods:
             if method in methods:
                 raise ValueError(f"{method} {route.template} is routed twice")
             methods[method] = route
+
+    def _candidates(self, length: int) -> list[tuple[_Pattern, dict[str, Route]]]:
+        """The templates that can match a path of ``length`` segments, in order."""
+        found = self._by_length.get(length)
+        if found is None:
+            found = self._by_length[length] = [
+                (pattern, methods)
+                for pattern, methods in self._templates
+                if len(pattern.literals) == length
+                or (pattern.rest is not None and len(pattern.literals) < length)
+            ]
+        return found
 
     def resolve(self, scope: Scope) -> tuple[Route, dict[str, str]]:
         """The route and its parameters; ``NotFound`` or ``MethodNotAllowed`` otherwise."""
@@ -162,7 +176,7 @@ class Router:
         if segments == [""]:
             segments = []
         method = "WEBSOCKET" if scope["type"] == "websocket" else scope["method"]
-        for pattern, methods in self._templates:
+        for pattern, methods in self._candidates(len(segments)):
             params = pattern.match(segments)
             if params is None:
                 continue
