@@ -15,7 +15,7 @@ from servekit.model import Model
 from servekit.protocol.v2 import server_metadata
 from servekit.queue.config import open_queue
 from servekit.server import eas as eas_route
-from servekit.server import v2
+from servekit.server import triton, v2
 from servekit.server.asgi import Receive, Scope, Send, send_bytes, send_json
 from servekit.server.async_inference import AsyncInference, queue_names
 from servekit.server.http_app import HttpApp
@@ -165,11 +165,17 @@ class App:
             get("/metrics", self._metrics, public=self.public_metrics),
             get("/", self._info),
             get("/health", self._info),
+            # Triton's extensions, for tritonclient (before /v2/models/{name}: first match wins)
+            get("/v2/models", self._model_list),
+            get("/v2/models/stats", self._all_statistics),
+            post("/v2/repository/index", self._repository_index),
         ]
         for base in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
             routes += [
                 get(base, self._model_metadata),
                 get(base + "/ready", self._model_ready, public=True),
+                get(base + "/config", self._model_config),
+                get(base + "/stats", self._model_statistics),
                 post(base + "/infer", self._infer),
                 post(base + "/explain", self._explain),
                 post(base + "/{op}", self._operation),
@@ -215,6 +221,23 @@ class App:
         ready = self._runtime(request).ready
         body = {"name": request.params["name"], "ready": ready}
         await send_json(request.send, 200 if ready else 503, body)
+
+    async def _model_list(self, request: Request) -> None:
+        await send_json(request.send, 200, triton.model_list(self.registry))
+
+    async def _model_config(self, request: Request) -> None:
+        await send_json(request.send, 200, triton.model_config(self._runtime(request)))
+
+    async def _model_statistics(self, request: Request) -> None:
+        document = triton.model_statistics([self._runtime(request)])
+        await send_json(request.send, 200, document)
+
+    async def _all_statistics(self, request: Request) -> None:
+        await send_json(request.send, 200, triton.model_statistics(list(self.registry)))
+
+    async def _repository_index(self, request: Request) -> None:
+        await request.body()  # Triton's body may filter by "ready"; every model is listed
+        await send_json(request.send, 200, triton.repository_index(self.registry))
 
     async def _infer(self, request: Request) -> None:
         runtime = self._runtime(request)
