@@ -61,6 +61,10 @@ _FLOAT_LIMIT: dict[str, float] = {
 }
 _U32 = struct.Struct("<I")
 _MISSING: Any = object()
+#: numpy's limits: at most 64 dimensions, and the product of the non-zero dimensions times the
+#: item size (8 bytes at most here) must fit a signed 64-bit size, even with no elements.
+MAX_DIMS = 64
+MAX_ELEMENTS = 2**60
 
 
 def numpy_dtype(datatype: str) -> np.dtype:
@@ -113,6 +117,11 @@ def decode_tensor(
     if parameters is not None and not isinstance(parameters, dict):
         raise BadRequest(f"input {name!r}: 'parameters' must be an object")
     count = math.prod(shape)
+    if count >= MAX_ELEMENTS or (not count and _too_big(shape)):
+        raise BadRequest(
+            f"input {name!r}: shape {shape} is too large for any array "
+            "(the product of its non-zero dimensions must be below 2**60)"
+        )
     if raw is not None:
         if "data" in spec:
             raise BadRequest(f"input {name!r}: has both 'data' and binary data; send one")
@@ -136,9 +145,19 @@ def _shape(name: str, shape: Any) -> list[int]:
         raise BadRequest(f"input {name!r}: missing 'shape'")
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise BadRequest(
-            f"input {name!r}: shape must be a list of non-negative integers, got {shape!r}"
+            f"input {name!r}: shape must be a list of non-negative integers, "
+            f"got {_short(shape, 80)}"
+        )
+    if len(shape) > MAX_DIMS:
+        raise BadRequest(
+            f"input {name!r}: shape has {len(shape)} dimensions; at most {MAX_DIMS} are supported"
         )
     return shape
+
+
+def _too_big(shape: list[int]) -> bool:
+    """Whether numpy refuses ``shape`` although it has no elements."""
+    return math.prod(d for d in shape if d) >= MAX_ELEMENTS
 
 
 def _count_error(name: str, shape: list[int], count: int, got: int) -> BadRequest:

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from google.protobuf.message import DecodeError
 
+from servekit.codecs.tensors import MAX_DIMS, MAX_ELEMENTS
 from servekit.errors import BadRequest, ModelError
 from servekit.protocol.eas_pb import tf_predict_pb2 as tf_pb
 from servekit.protocol.eas_pb import torch_predict_pb2 as torch_pb
@@ -148,8 +149,7 @@ def array_from_proto(proto: Any, what: str = "tensor") -> np.ndarray:
         raise BadRequest(f"{what}: unsupported dtype {_dtype_name(proto)}")
     field, dtype = entry
     shape = tuple(proto.array_shape.dim)
-    if any(d < 0 for d in shape):
-        raise BadRequest(f"{what}: shape {list(shape)} has a negative dimension")
+    _check_shape(shape, what)
     values = getattr(proto, field)
     if len(values) != math.prod(shape):
         raise BadRequest(
@@ -164,6 +164,20 @@ def array_from_proto(proto: Any, what: str = "tensor") -> np.ndarray:
     else:
         array = np.array(values, dtype=dtype)
     return array.reshape(shape)
+
+
+def _check_shape(shape: tuple[int, ...], what: str) -> None:
+    if len(shape) > MAX_DIMS:
+        raise BadRequest(
+            f"{what}: shape has {len(shape)} dimensions; at most {MAX_DIMS} are supported"
+        )
+    if any(d < 0 for d in shape):
+        raise BadRequest(f"{what}: shape {list(shape)} has a negative dimension")
+    if math.prod(d for d in shape if d) >= MAX_ELEMENTS:
+        raise BadRequest(
+            f"{what}: shape {list(shape)} is too large for any array "
+            "(the product of its non-zero dimensions must be below 2**60)"
+        )
 
 
 def array_to_proto(value: Any, proto: Any, what: str = "tensor", *, bool_ok: bool = True) -> Any:
