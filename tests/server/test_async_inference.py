@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from servekit.client import QueueClient
+from servekit.client import QueueClient, TooManyRequests
 from servekit.server import App
+from servekit.server.async_inference import GROUP
 from server.slow_models import Shout
 from support.redis_server import RedisServer, free_port, wait_until
 from support.servers import LiveServer
@@ -160,3 +163,112 @@ def _ready(port: int, proc: subprocess.Popen[bytes]) -> bool:
         return httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200
     except httpx.TransportError:
         return False
+
+
+@pytest.fixture
+def bounded(queue_url: str) -> Iterator[tuple[LiveServer, GatedShout]]:
+    """A queue-mode server whose input and sink queues hold at most 5 records each."""
+    model = GatedShout()
+    app = App([model], queue_url=queue_url, token="tok", queue_max_length=5)
+    live = LiveServer(app).start()
+    live.call(app.wait_loaded())
+    yield live, model
+    model.gate.set()
+    live.stop()
+
+
+def length(queue: QueueClient) -> int:
+    return int(queue.attributes()["stream.length"])
+
+
+def test_a_full_sink_holds_input_back_until_it_is_drained(
+    bounded: tuple[LiveServer, GatedShout], caplog: pytest.LogCaptureFixture
+) -> None:
+    live, _ = bounded
+    inputs, sink = client_for(live, "shout"), client_for(live, "shout/sink")
+    inputs.set_retry_count(0)
+    first = [inputs.put(f"first {i}".encode())[1] for i in range(5)]
+    wait_until(lambda: length(sink) == 5 and length(inputs) == 0, 10, "sink full")
+    second = [inputs.put(f"second {i}".encode())[1] for i in range(5)]
+    time.sleep(0.5)  # the consumer must leave these in the input queue: the sink has no room
+    assert length(sink) == 5 and length(inputs) == 5
+    with pytest.raises(TooManyRequests):
+        inputs.put(b"one too many")
+    for i, request_id in enumerate(first):  # drain the sink: the held-back input flows again
+        data, tags = collect(sink, request_id)
+        assert data == f"FIRST {i}".encode() and tags["status"] == "200"
+    for i, request_id in enumerate(second):
+        data, tags = collect(sink, request_id)
+        assert data == f"SECOND {i}".encode() and tags["status"] == "200"
+    wait_until(lambda: length(inputs) == 0, 10, "input committed")
+    inputs.put(b"room again")
+    gc.collect()
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def sink_fault(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[str, Callable[[], None], Callable[[], None]]]:
+    """A queue URL, and how to make the sink's puts fail and how to end that, for real.
+
+    SQLite: another connection holds the sink file's write lock, so a put fails with
+    "database is locked" after the 5 s busy timeout (and then tries again). Redis: the server
+    is killed and restarted after 3 s, longer than an answer's tries last, so the records go
+    back to the queue and are delivered again.
+    """
+    if request.param == "sqlite":
+        directory = tmp_path / "queues"
+        holder: list[sqlite3.Connection] = []
+
+        def lock() -> None:
+            db = sqlite3.connect(directory / "shout%2Fsink.db", isolation_level=None)
+            db.execute("BEGIN IMMEDIATE")
+            holder.append(db)
+
+        def unlock() -> None:
+            holder.pop().execute("COMMIT")
+
+        yield f"sqlite://{directory}", lock, unlock
+        return
+    server: RedisServer = request.getfixturevalue("own_redis")
+    yield server.url, server.kill, server.start
+
+
+def test_a_failing_sink_put_strands_no_record(
+    sink_fault: tuple[str, Callable[[], None], Callable[[], None]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url, break_sink, mend_sink = sink_fault
+    model = GatedShout()
+    app = App([model], queue_url=url, token="tok")
+    live = LiveServer(app).start()
+    try:
+        live.call(app.wait_loaded())
+        inputs, sink = client_for(live, "shout"), client_for(live, "shout/sink")
+        model.gate.clear()
+        ids = [inputs.put(f"record {i}".encode())[1] for i in range(3)]
+        wait_until(lambda: _taken(live, 3), 10, "the consumer took the records")
+        break_sink()
+        model.gate.set()  # the answers are ready while the sink refuses them
+        time.sleep(6 if "sqlite" in url else 3)
+        mend_sink()
+        for i, request_id in enumerate(ids):
+            data, tags = collect(sink, request_id)
+            assert data == f"RECORD {i}".encode() and tags["status"] == "200"
+        wait_until(lambda: length(inputs) == 0, 10, "input committed")
+    finally:
+        model.gate.set()
+        live.stop()
+    gc.collect()
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+
+def _taken(live: LiveServer, count: int) -> bool:
+    """Whether the server's consumer holds the first ``count`` records of the input queue."""
+    watcher = QueueClient(f"127.0.0.1:{live.port}", "shout")
+    watcher.set_token("tok")
+    watcher.init(gid=GROUP)
+    _open_clients.append(watcher)
+    first = int(watcher.attributes().get("stream.firstEntry", "0"))
+    return first > 0 and all(watcher.search(first + i)["IsPending"] for i in range(count))

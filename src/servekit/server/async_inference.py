@@ -5,6 +5,13 @@ each record as the model's EAS body format, runs it through the same batcher as 
 requests, puts the answer into ``<service>/sink`` under the record's request id, and only
 then commits the input record. If the server dies in between, the record is redelivered:
 every record ends up answered in the sink or still in the input queue (at least once).
+
+A sink with a maximum length applies back-pressure: while it has no room for another answer
+the consumer takes no more input (the input queue fills up and refuses puts with 429), and it
+resumes as soon as the sink is drained. An answer that cannot be stored or committed is retried
+with backoff; after ``ANSWER_TRIES`` failures the session ends, which hands every record it
+still holds back to the group for redelivery. No record is ever left held by a live consumer
+that has stopped working on it.
 """
 
 from __future__ import annotations
@@ -13,12 +20,15 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Coroutine
+from typing import Any
 
 import orjson
 
-from servekit.errors import QueueFull, ServekitError, Unavailable
+from servekit.errors import PayloadTooLarge, QueueFull, ServekitError, Unavailable
 from servekit.protocol.eas_formats import decode_body
 from servekit.queue import QueueService, Record, Subscription
+from servekit.queue.waiting import wait_event
 from servekit.server.runtime import ModelRuntime
 
 log = logging.getLogger("servekit.async")
@@ -26,6 +36,14 @@ log = logging.getLogger("servekit.async")
 GROUP = "servekit-async-inference"
 STATUS_TAG = "status"
 RETRY_SECONDS = 0.5
+#: Tries to store (or commit) one answer before its record goes back to the queue.
+ANSWER_TRIES = 5
+#: The wait after the first failed try; doubled after each further one.
+BACKOFF_SECONDS = 0.1
+
+
+class AnswerFailed(Exception):
+    """An answer could not be stored in the sink or committed: its record goes back."""
 
 
 class AsyncInference:
@@ -64,6 +82,9 @@ class AsyncInference:
                     await self._consume(sub)
             except asyncio.CancelledError:
                 raise
+            except AnswerFailed as exc:
+                log.error("async inference for %s: %s; its records go back", self.uid, exc)
+                await asyncio.sleep(RETRY_SECONDS)
             except Exception:  # a boundary: the consumer must outlive backend hiccups
                 log.exception("async inference for %s: consumer failed; restarting", self.uid)
                 await asyncio.sleep(RETRY_SECONDS)
@@ -73,21 +94,106 @@ class AsyncInference:
             await asyncio.sleep(0.05)
 
     async def _consume(self, sub: Subscription) -> None:
-        running: set[asyncio.Task[None]] = set()
+        """Take records and answer them until the session ends or an answer fails for good."""
+        answers = _Answers()
+        taker = asyncio.get_running_loop().create_task(self._take(sub, answers))
+        either: set[asyncio.Future[Any]] = {taker, answers.failed}
         try:
-            async for record in sub:
-                task = asyncio.get_running_loop().create_task(self._answer(sub, record))
-                running.add(task)
-                task.add_done_callback(running.discard)
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            if running:
-                await asyncio.gather(*running, return_exceptions=True)
+            taker.cancel()
+            await asyncio.wait({taker})
+            await answers.settle()  # what was taken is answered (or fails) before the session ends
+        if answers.failed.done():
+            raise answers.failed.result()
+        if not taker.cancelled():
+            taker.result()  # a failed fetch restarts the session
+
+    async def _take(self, sub: Subscription, answers: _Answers) -> None:
+        room = 0  # answers the sink was last seen to have room for, beyond those in flight
+        while True:
+            if room <= 0:
+                room = await self._room_in_sink(len(answers))
+            try:
+                record = await anext(sub)
+            except StopAsyncIteration:
+                return
+            room -= 1
+            answers.start(self._answer(sub, record))
+
+    async def _room_in_sink(self, in_flight: int) -> int:
+        """Back-pressure: wait until the sink has room for one more answer; return how many."""
+        limit = self.sink.max_length
+        if limit <= 0:
+            return 1 << 30
+        full = False
+        while True:
+            changed = self.sink.signal.event()
+            room = limit - (await self.sink.backend.stats()).length - in_flight
+            if room > 0:
+                if full:
+                    log.info("sink %r has room again: taking input", self.sink.name)
+                return room
+            if not full:
+                full = True
+                log.warning(
+                    "sink %r is full (%d records): holding input back until it is drained",
+                    self.sink.name,
+                    limit,
+                )
+            await wait_event(changed, self.sink.poll_interval)
 
     async def _answer(self, sub: Subscription, record: Record) -> None:
         body, status = await self._run(record)
+        await self._store(record, body, status)
+        await self._commit(sub, record)
+
+    async def _store(self, record: Record, body: bytes, status: int) -> None:
+        """Put the answer in the sink, waiting while it is full and retrying what failed."""
         tags = {STATUS_TAG: str(status), "index": str(record.index)}
-        await self.sink.put(body, tags, request_id=record.request_id)
-        await sub.commit([record.index])
+        failures = 0
+        too_large = False
+        while True:
+            try:
+                await self.sink.put(body, tags, request_id=record.request_id)
+                return
+            except QueueFull:
+                self._give_back_if_stopping(record)
+                changed = self.sink.signal.event()
+                await wait_event(changed, self.sink.poll_interval)
+            except PayloadTooLarge as exc:
+                if too_large:  # even the error answer does not fit: nothing to store
+                    failures = await self._backoff("storing the answer", record, failures, exc)
+                    continue
+                too_large = True  # this answer can never be stored: store why instead
+                body = _error(f"the answer does not fit in sink {self.sink.name!r}: {exc.message}")
+                tags[STATUS_TAG] = str(exc.status)
+            except Exception as exc:
+                failures = await self._backoff("storing the answer", record, failures, exc)
+
+    async def _commit(self, sub: Subscription, record: Record) -> None:
+        failures = 0
+        while True:
+            try:
+                await sub.commit([record.index])
+                return
+            except Exception as exc:
+                failures = await self._backoff("committing the record", record, failures, exc)
+
+    async def _backoff(self, what: str, record: Record, failures: int, exc: Exception) -> int:
+        """Wait before the next try; raise ``AnswerFailed`` once ``ANSWER_TRIES`` have failed."""
+        failures += 1
+        where = f"record {record.index} of {self.inputs.name!r}"
+        if failures >= ANSWER_TRIES:
+            raise AnswerFailed(f"{what} for {where} failed {failures} times: {exc!r}") from exc
+        self._give_back_if_stopping(record)
+        log.warning("%s for %s failed (%r); trying again", what, where, exc)
+        await asyncio.sleep(BACKOFF_SECONDS * 2 ** (failures - 1))
+        return failures
+
+    def _give_back_if_stopping(self, record: Record) -> None:
+        if self._stopping:  # left uncommitted, the record is redelivered after the restart
+            raise asyncio.CancelledError(f"record {record.index} goes back: the server stops")
 
     async def _run(self, record: Record) -> tuple[bytes, int]:
         """The answer for one record: the encoded result, or an error body and its status."""
@@ -107,6 +213,39 @@ class AsyncInference:
                 return _error(f"{type(exc).__name__}: {exc}"), 500
 
 
+class _Answers:
+    """The answer tasks of one session: counted, awaited, and no failure left unretrieved."""
+
+    def __init__(self) -> None:
+        self._running: set[asyncio.Task[None]] = set()
+        self.failed: asyncio.Future[AnswerFailed] = asyncio.get_running_loop().create_future()
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+    def start(self, answer: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(answer)
+        self._running.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()  # retrieved here, always
+        if exc is None or self.failed.done():
+            return
+        if isinstance(exc, AnswerFailed):
+            self.failed.set_result(exc)
+        else:  # a bug in the answer path: still give the session's records back
+            log.error("answering a record failed", exc_info=exc)
+            self.failed.set_result(AnswerFailed(f"answering a record failed: {exc!r}"))
+
+    async def settle(self) -> None:
+        if self._running:
+            await asyncio.wait(set(self._running))
+
+
 def _error(message: str) -> bytes:
     return orjson.dumps({"error": message})
 
@@ -117,4 +256,4 @@ def queue_names(runtime: ModelRuntime) -> tuple[str, str]:
     return name, f"{name}/sink"
 
 
-__all__ = ["AsyncInference", "queue_names"]
+__all__ = ["AnswerFailed", "AsyncInference", "queue_names"]
