@@ -10,30 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
-from servekit.client._errors import ConnectError, ProtocolError, RequestTimeout, status_error
+from servekit.client._errors import ProtocolError, status_error
 from servekit.client._http11 import (
+    CHUNKED,
     IDEMPOTENT,
     MAX_HEAD,
-    NO_BODY_STATUSES,
-    Origin,
+    NO_BODY,
+    SMALL_BODY,
     Response,
+    TransportBase,
+    body_size,
     chunk_size,
-    content_length,
     keep_alive,
     parse_head,
 )
-from servekit.client._retry import Retry
 
 __all__ = ["AsyncTransport"]
 
 T = TypeVar("T")
-_SMALL_BODY = 64 * 1024
 _CRLF = b"\r\n"
 
 
@@ -59,35 +58,12 @@ class _Connection:
             self.writer.close()
 
 
-class AsyncTransport:
+class AsyncTransport(TransportBase[_Connection]):
     """An asyncio HTTP/1.1 client for one base URL (``http://`` or ``https://``).
 
     Use it from one event loop. ``timeout`` (seconds) bounds each try of a request;
     ``retry`` says what to retry.
     """
-
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        timeout: float = 5.0,
-        retry: Retry | None = None,
-        max_connections: int = 100,
-        token: str = "",
-        headers: Mapping[str, str] | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> None:
-        self.origin = Origin.parse(base_url)
-        self.base_url = self.origin.base_url
-        self._ssl: ssl.SSLContext | None = None
-        if self.origin.scheme == "https":
-            self._ssl = ssl_context or ssl.create_default_context()
-        self.timeout = timeout
-        self.retry = retry or Retry()
-        self.max_connections = max_connections
-        self.token = token
-        self.headers = dict(headers or {})
-        self._idle: list[_Connection] = []
 
     async def request(
         self,
@@ -124,10 +100,6 @@ class AsyncTransport:
         head = self._head(method, path, len(body), headers)
         return await self._send(method, head, body, timeout or self.timeout)
 
-    def url(self, path: str) -> str:
-        """The full URL of ``path`` (for messages)."""
-        return f"{self.base_url}{path}"
-
     async def aclose(self) -> None:
         """Close every idle connection (connections in use close when their request ends)."""
         idle, self._idle = self._idle, []
@@ -141,9 +113,6 @@ class AsyncTransport:
         await self.aclose()
 
     # internals
-
-    def _head(self, method: str, path: str, length: int, extra: Mapping[str, str] | None) -> bytes:
-        return self.origin.head(method, path, length, {**self.headers, **(extra or {})}, self.token)
 
     async def _send(
         self, method: str, head: bytes, body: bytes | bytearray | memoryview, timeout: float
@@ -166,10 +135,7 @@ class AsyncTransport:
             else:
                 conn.close()
             return response
-        raise ConnectError(f"{self.base_url}: connection closed by the server twice")
-
-    def _timed_out(self) -> Exception:
-        return RequestTimeout(f"{self.base_url}: no response within the timeout")
+        raise self._closed_twice()
 
     async def _acquire(self, deadline: float) -> _Connection:
         while self._idle:
@@ -179,9 +145,6 @@ class AsyncTransport:
                 return conn
             conn.close()
         return await _within(self._connect(), deadline, self._connect_timed_out)
-
-    def _connect_timed_out(self) -> Exception:
-        return ConnectError(f"{self.base_url}: timed out connecting", sent=False)
 
     async def _connect(self) -> _Connection:
         try:
@@ -193,7 +156,7 @@ class AsyncTransport:
                 limit=MAX_HEAD,
             )
         except OSError as exc:
-            raise ConnectError(f"{self.base_url}: cannot connect: {exc}", sent=False) from exc
+            raise self._cannot_connect(exc) from exc
         return _Connection(reader, writer)
 
     async def _exchange(
@@ -205,7 +168,7 @@ class AsyncTransport:
     ) -> tuple[Response, bool]:
         conn.received = False
         try:
-            if len(body) < _SMALL_BODY:
+            if len(body) < SMALL_BODY:
                 conn.writer.write(head + bytes(body))
             else:
                 conn.writer.write(head)
@@ -217,13 +180,11 @@ class AsyncTransport:
                 conn.received = True
             if conn.reused and not conn.received:  # the server had closed it while idle
                 raise _StaleConnection from exc
-            raise ConnectError(f"{self.base_url}: connection failed: {exc}") from exc
+            raise self._connection_failed(exc) from exc
         except asyncio.LimitOverrunError:
-            raise ProtocolError(
-                f"{self.base_url}: invalid HTTP response: headers longer than 64 KiB"
-            ) from None
+            raise self._bad_response("invalid HTTP response: headers longer than 64 KiB") from None
         except ProtocolError as exc:
-            raise ProtocolError(f"{self.base_url}: {exc.message}") from exc
+            raise self._bad_response(exc.message) from exc
 
 
 if sys.version_info >= (3, 11):
@@ -257,13 +218,13 @@ async def _read_response(conn: _Connection, method: str) -> tuple[Response, bool
         if status >= 200 or status == 101:
             break  # 1xx interim answers (100 Continue) are skipped
     keep = keep_alive(version, headers)
-    if method == "HEAD" or status in NO_BODY_STATUSES or 100 <= status < 200:
-        return Response(status, headers, b""), keep
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        return Response(status, headers, await _read_chunked(reader)), keep
-    size = content_length(headers)
-    if size is not None:
+    size = body_size(method, status, headers)
+    if size >= 0:
         return Response(status, headers, await reader.readexactly(size)), keep
+    if size == NO_BODY:
+        return Response(status, headers, b""), keep
+    if size == CHUNKED:
+        return Response(status, headers, await _read_chunked(reader)), keep
     return Response(status, headers, await reader.read()), False  # body until close
 
 

@@ -1,4 +1,5 @@
-"""HTTP/1.1 without I/O: the base URL, the request head, the response head.
+"""HTTP/1.1 without I/O: the base URL, the request head, the response head, the transport's
+settings and error messages.
 
 Shared by the blocking :class:`~servekit.client.Transport` and the asyncio
 :class:`~servekit.client.AsyncTransport`, which only move the bytes.
@@ -6,15 +7,25 @@ Shared by the blocking :class:`~servekit.client.Transport` and the asyncio
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 from urllib.parse import urlsplit
 
-from servekit.client._errors import ProtocolError
+from servekit.client._errors import ConnectError, ProtocolError, RequestTimeout
+from servekit.client._retry import Retry
 
 NO_BODY_STATUSES = frozenset({204, 304})
 MAX_HEAD = 64 * 1024
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+SMALL_BODY = 64 * 1024  # below this, headers and body go out in one write
+# what ``body_size`` returns when the body is not a byte count
+NO_BODY = -1  # HEAD, 1xx, 204, 304: nothing follows the head
+CHUNKED = -2  # Transfer-Encoding: chunked
+UNTIL_CLOSE = -3  # no framing: the body runs until the server closes
+
+C = TypeVar("C")
 
 
 @dataclass
@@ -106,11 +117,15 @@ def keep_alive(version: str, headers: Mapping[str, str]) -> bool:
     return "close" not in connection
 
 
-def content_length(headers: Mapping[str, str]) -> int | None:
-    """The declared body length; None when the body is not length-delimited."""
+def body_size(method: str, status: int, headers: Mapping[str, str]) -> int:
+    """The response body's Content-Length, or ``NO_BODY``, ``CHUNKED`` or ``UNTIL_CLOSE``."""
+    if method == "HEAD" or status in NO_BODY_STATUSES or 100 <= status < 200:
+        return NO_BODY
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return CHUNKED
     raw = headers.get("content-length")
     if raw is None:
-        return None
+        return UNTIL_CLOSE
     try:
         size = int(raw)
     except ValueError:
@@ -126,3 +141,60 @@ def chunk_size(line: bytes) -> int:
         return int(line.split(b";", 1)[0].strip(), 16)
     except ValueError:
         raise ProtocolError(f"invalid HTTP response: bad chunk size {line[:40]!r}") from None
+
+
+class TransportBase(Generic[C]):
+    """What both transports hold and say, apart from moving bytes: settings, request heads,
+    URLs, the idle connections (of type ``C``) and the messages of transport errors."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 5.0,
+        retry: Retry | None = None,
+        max_connections: int = 100,
+        token: str = "",
+        headers: Mapping[str, str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.origin = Origin.parse(base_url)
+        self.base_url = self.origin.base_url
+        self._ssl: ssl.SSLContext | None = None
+        if self.origin.scheme == "https":
+            self._ssl = ssl_context or ssl.create_default_context()
+        self.timeout = timeout
+        self.retry = retry or Retry()
+        self.max_connections = max_connections
+        self.token = token
+        self.headers = dict(headers or {})
+        self._idle: list[C] = []
+        self._setup()
+
+    def _setup(self) -> None:
+        """Set up what one transport adds to the pool (the blocking one: its lock)."""
+
+    def url(self, path: str) -> str:
+        """The full URL of ``path`` (for messages)."""
+        return f"{self.base_url}{path}"
+
+    def _head(self, method: str, path: str, length: int, extra: Mapping[str, str] | None) -> bytes:
+        return self.origin.head(method, path, length, {**self.headers, **(extra or {})}, self.token)
+
+    def _timed_out(self) -> RequestTimeout:
+        return RequestTimeout(f"{self.base_url}: no response within the timeout")
+
+    def _connect_timed_out(self) -> ConnectError:
+        return ConnectError(f"{self.base_url}: timed out connecting", sent=False)
+
+    def _cannot_connect(self, exc: OSError) -> ConnectError:
+        return ConnectError(f"{self.base_url}: cannot connect: {exc}", sent=False)
+
+    def _connection_failed(self, exc: Exception) -> ConnectError:
+        return ConnectError(f"{self.base_url}: connection failed: {exc}")
+
+    def _closed_twice(self) -> ConnectError:
+        return ConnectError(f"{self.base_url}: connection closed by the server twice")
+
+    def _bad_response(self, message: str) -> ProtocolError:
+        return ProtocolError(f"{self.base_url}: {message}")

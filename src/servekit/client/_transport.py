@@ -22,20 +22,21 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Mapping
 
-from servekit.client._errors import ConnectError, ProtocolError, RequestTimeout, status_error
+from servekit.client._errors import ProtocolError, status_error
 from servekit.client._http11 import (
+    CHUNKED,
     IDEMPOTENT,
     MAX_HEAD,
-    NO_BODY_STATUSES,
-    Origin,
+    NO_BODY,
+    SMALL_BODY,
     Response,
+    TransportBase,
+    body_size,
     chunk_size,
-    content_length,
     keep_alive,
     parse_head,
 )
@@ -43,7 +44,6 @@ from servekit.client._retry import Retry
 
 __all__ = ["Response", "Retry", "Transport"]
 
-_SMALL_BODY = 64 * 1024  # below this, headers and body go out in one send
 _READ_SIZE = 256 * 1024
 
 
@@ -83,35 +83,14 @@ class _Connection:
         return len(chunk)
 
 
-class Transport:
+class Transport(TransportBase[_Connection]):
     """A thread-safe HTTP/1.1 client for one base URL (``http://`` or ``https://``).
 
     ``timeout`` (seconds) bounds each try of a request; ``retry`` says what to retry.
     """
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        timeout: float = 5.0,
-        retry: Retry | None = None,
-        max_connections: int = 100,
-        token: str = "",
-        headers: Mapping[str, str] | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> None:
-        self.origin = Origin.parse(base_url)
-        self.base_url = self.origin.base_url
-        self._ssl = None
-        if self.origin.scheme == "https":
-            self._ssl = ssl_context or ssl.create_default_context()
-        self.timeout = timeout
-        self.retry = retry or Retry()
-        self.max_connections = max_connections
-        self.token = token
-        self.headers = dict(headers or {})
-        self._idle: list[_Connection] = []
-        self._lock = threading.Lock()
+    def _setup(self) -> None:
+        self._lock = threading.Lock()  # threads share the idle connections
 
     def request(
         self,
@@ -148,10 +127,6 @@ class Transport:
         head = self._head(method, path, len(body), headers)
         return self._send(method, head, body, timeout or self.timeout)
 
-    def url(self, path: str) -> str:
-        """The full URL of ``path`` (for messages)."""
-        return f"{self.base_url}{path}"
-
     def close(self) -> None:
         """Close every idle connection (connections in use close when their request ends)."""
         with self._lock:
@@ -166,9 +141,6 @@ class Transport:
         self.close()
 
     # internals
-
-    def _head(self, method: str, path: str, length: int, extra: Mapping[str, str] | None) -> bytes:
-        return self.origin.head(method, path, length, {**self.headers, **(extra or {})}, self.token)
 
     def _send(
         self, method: str, head: bytes, body: bytes | bytearray | memoryview, timeout: float
@@ -189,7 +161,7 @@ class Transport:
             else:
                 conn.close()
             return response
-        raise ConnectError(f"{self.base_url}: connection closed by the server twice")
+        raise self._closed_twice()
 
     def _acquire(self, deadline: float) -> _Connection:
         while True:
@@ -217,9 +189,9 @@ class Transport:
             if self._ssl is not None:
                 sock = self._ssl.wrap_socket(sock, server_hostname=self.origin.host)
         except TimeoutError:
-            raise ConnectError(f"{self.base_url}: timed out connecting", sent=False) from None
+            raise self._connect_timed_out() from None
         except OSError as exc:
-            raise ConnectError(f"{self.base_url}: cannot connect: {exc}", sent=False) from exc
+            raise self._cannot_connect(exc) from exc
         return _Connection(sock)
 
     def _exchange(
@@ -233,22 +205,22 @@ class Transport:
         conn.received = False
         try:
             conn.sock.settimeout(_remaining(deadline))
-            if len(body) < _SMALL_BODY:
+            if len(body) < SMALL_BODY:
                 conn.sock.sendall(head + bytes(body))
             else:
                 conn.sock.sendall(head)
                 conn.sock.sendall(body)
             return _read_response(conn, method, deadline)
         except TimeoutError:
-            raise RequestTimeout(f"{self.base_url}: no response within the timeout") from None
+            raise self._timed_out() from None
         except _StaleConnection:
             raise
         except (OSError, _Closed) as exc:
             if conn.reused and not conn.received:  # the server had closed it while idle
                 raise _StaleConnection from exc
-            raise ConnectError(f"{self.base_url}: connection failed: {exc}") from exc
+            raise self._connection_failed(exc) from exc
         except ProtocolError as exc:
-            raise ProtocolError(f"{self.base_url}: {exc.message}") from exc
+            raise self._bad_response(exc.message) from exc
 
 
 class _Closed(Exception):
@@ -268,13 +240,13 @@ def _read_response(conn: _Connection, method: str, deadline: float) -> tuple[Res
         if status >= 200 or status == 101:
             break  # 1xx interim answers (100 Continue) are skipped
     keep = keep_alive(version, headers)
-    if method == "HEAD" or status in NO_BODY_STATUSES or 100 <= status < 200:
-        return Response(status, headers, b""), keep
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        return Response(status, headers, _read_chunked(conn, deadline)), keep
-    size = content_length(headers)
-    if size is not None:
+    size = body_size(method, status, headers)
+    if size >= 0:
         return Response(status, headers, _read_exact(conn, size, deadline)), keep
+    if size == NO_BODY:
+        return Response(status, headers, b""), keep
+    if size == CHUNKED:
+        return Response(status, headers, _read_chunked(conn, deadline)), keep
     while conn.recv_more(deadline):  # no framing: the body runs until the server closes
         pass
     body = bytes(conn.buffer)

@@ -7,13 +7,13 @@ transport, so one event loop keeps as many requests in flight as it starts.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 import orjson
 
 from servekit.client._errors import ProtocolError
-from servekit.client._http11 import Response
+from servekit.client._http11 import Response, TransportBase
 from servekit.client._retry import Retry
 from servekit.client._transport import Transport
 from servekit.errors import BadRequest
@@ -25,17 +25,11 @@ if TYPE_CHECKING:
 __all__ = ["AsyncClient", "Client"]
 
 Inputs = Mapping[str, Any] | np.ndarray
+T = TypeVar("T", bound=TransportBase[Any])
 
 
-class Client:
-    """A pooled, retrying v2 client: ``Client(url).infer("model", {"x": array})``.
-
-    ``binary=True`` sends tensors with the binary data extension (faster for big arrays)
-    and asks for binary outputs. A failure answer raises its ``HTTPStatusError`` subclass
-    (``NotFoundError``, ``TooManyRequests``, …) with the server's message; no answer raises
-    a ``TransportError``. ``retries`` counts every try of what :class:`Retry` deems safe to
-    resend (never a 500 or a 4xx other than 429).
-    """
+class _ClientBase(Generic[T]):
+    """The settings both v2 clients take; each builds its own kind of transport from them."""
 
     def __init__(
         self,
@@ -48,13 +42,32 @@ class Client:
         max_connections: int = 100,
     ) -> None:
         self.binary = binary
-        self._transport = Transport(
+        self._transport: T = self._transport_class()(
             url,
             timeout=timeout,
             retry=Retry(attempts=retries),
             token=token,
             max_connections=max_connections,
         )
+
+    @staticmethod
+    def _transport_class() -> type[T]:
+        raise NotImplementedError
+
+
+class Client(_ClientBase[Transport]):
+    """A pooled, retrying v2 client: ``Client(url).infer("model", {"x": array})``.
+
+    ``binary=True`` sends tensors with the binary data extension (faster for big arrays)
+    and asks for binary outputs. A failure answer raises its ``HTTPStatusError`` subclass
+    (``NotFoundError``, ``TooManyRequests``, …) with the server's message; no answer raises
+    a ``TransportError``. ``retries`` counts every try of what :class:`Retry` deems safe to
+    resend (never a 500 or a 4xx other than 429).
+    """
+
+    @staticmethod
+    def _transport_class() -> type[Transport]:
+        return Transport
 
     def infer(
         self,
@@ -69,18 +82,15 @@ class Client:
         parameters: dict[str, Any] | None = None,
     ) -> dict[str, np.ndarray]:
         """Run ``model`` on ``inputs`` (a dict of arrays, or one array named ``input-0``)."""
-        body, headers = _encode(
-            inputs, self.binary if binary is None else binary, outputs, request_id, parameters
+        binary = self.binary if binary is None else binary
+        path, body, headers = _infer_request(
+            model, version, inputs, outputs, binary, request_id, parameters
         )
-        response = self._transport.request(
-            "POST", _model_path(model, version) + "/infer", body, headers, timeout=timeout
-        )
-        return _decode(response)
+        return _decode(self._transport.request("POST", path, body, headers, timeout=timeout))
 
     def ready(self, model: str | None = None, version: str | None = None) -> bool:
         """Whether the server (or one model) is ready to serve."""
-        path = "/v2/health/ready" if model is None else _model_path(model, version) + "/ready"
-        return self._transport.send("GET", path).status == 200
+        return self._transport.send("GET", _ready_path(model, version)).status == 200
 
     def live(self) -> bool:
         """Whether the server process is up."""
@@ -88,8 +98,7 @@ class Client:
 
     def metadata(self, model: str | None = None, version: str | None = None) -> dict[str, Any]:
         """Server metadata, or a model's (name, versions, inputs, outputs)."""
-        path = "/v2" if model is None else _model_path(model, version)
-        return _json_object(self._transport.request("GET", path))
+        return _json_object(self._transport.request("GET", _metadata_path(model, version)))
 
     def close(self) -> None:
         """Close the idle connections."""
@@ -102,33 +111,18 @@ class Client:
         self.close()
 
 
-class AsyncClient:
+class AsyncClient(_ClientBase["AsyncTransport"]):
     """The asyncio twin of :class:`Client`: same arguments, methods awaited.
 
     Requests run on the event loop (no threads): one connection per request in flight,
     ``max_connections`` idle ones kept. Create and use it on one event loop.
     """
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        token: str = "",
-        timeout: float = 30.0,
-        retries: int = 3,
-        binary: bool = False,
-        max_connections: int = 100,
-    ) -> None:
+    @staticmethod
+    def _transport_class() -> type[AsyncTransport]:
         from servekit.client._async_transport import AsyncTransport  # asyncio on first use
 
-        self.binary = binary
-        self._transport: AsyncTransport = AsyncTransport(
-            url,
-            timeout=timeout,
-            retry=Retry(attempts=retries),
-            token=token,
-            max_connections=max_connections,
-        )
+        return AsyncTransport
 
     async def infer(
         self,
@@ -143,18 +137,15 @@ class AsyncClient:
         parameters: dict[str, Any] | None = None,
     ) -> dict[str, np.ndarray]:
         """Run ``model`` on ``inputs`` (a dict of arrays, or one array named ``input-0``)."""
-        body, headers = _encode(
-            inputs, self.binary if binary is None else binary, outputs, request_id, parameters
+        binary = self.binary if binary is None else binary
+        path, body, headers = _infer_request(
+            model, version, inputs, outputs, binary, request_id, parameters
         )
-        response = await self._transport.request(
-            "POST", _model_path(model, version) + "/infer", body, headers, timeout=timeout
-        )
-        return _decode(response)
+        return _decode(await self._transport.request("POST", path, body, headers, timeout=timeout))
 
     async def ready(self, model: str | None = None, version: str | None = None) -> bool:
         """Whether the server (or one model) is ready to serve."""
-        path = "/v2/health/ready" if model is None else _model_path(model, version) + "/ready"
-        return (await self._transport.send("GET", path)).status == 200
+        return (await self._transport.send("GET", _ready_path(model, version))).status == 200
 
     async def live(self) -> bool:
         """Whether the server process is up."""
@@ -164,8 +155,7 @@ class AsyncClient:
         self, model: str | None = None, version: str | None = None
     ) -> dict[str, Any]:
         """Server metadata, or a model's (name, versions, inputs, outputs)."""
-        path = "/v2" if model is None else _model_path(model, version)
-        return _json_object(await self._transport.request("GET", path))
+        return _json_object(await self._transport.request("GET", _metadata_path(model, version)))
 
     async def close(self) -> None:
         """Close the idle connections."""
@@ -178,13 +168,19 @@ class AsyncClient:
         await self.close()
 
 
-def _encode(
+# Both clients build their requests and read their answers with these.
+
+
+def _infer_request(
+    model: str,
+    version: str | None,
     inputs: Inputs,
-    binary: bool,
     outputs: Sequence[str],
+    binary: bool,
     request_id: str | None,
     parameters: dict[str, Any] | None,
-) -> tuple[bytes, dict[str, str]]:
+) -> tuple[str, bytes, dict[str, str]]:
+    """The path, body and headers of an infer request."""
     if isinstance(inputs, np.ndarray):
         inputs = {"input-0": inputs}
     body, json_length = encode_infer_request(
@@ -196,11 +192,21 @@ def _encode(
         parameters=parameters,
     )
     if json_length is None:
-        return body, {"content-type": "application/json"}
-    return body, {
-        "content-type": "application/octet-stream",
-        "inference-header-content-length": str(json_length),
-    }
+        headers = {"content-type": "application/json"}
+    else:
+        headers = {
+            "content-type": "application/octet-stream",
+            "inference-header-content-length": str(json_length),
+        }
+    return _model_path(model, version) + "/infer", body, headers
+
+
+def _ready_path(model: str | None, version: str | None) -> str:
+    return "/v2/health/ready" if model is None else _model_path(model, version) + "/ready"
+
+
+def _metadata_path(model: str | None, version: str | None) -> str:
+    return "/v2" if model is None else _model_path(model, version)
 
 
 def _json_object(response: Response) -> dict[str, Any]:
