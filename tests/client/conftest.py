@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 import servekit
+from servekit.client import TooManyRequests
 from servekit.server import App
 from support.servers import LiveServer
 
@@ -191,6 +192,30 @@ def jammed(door: Door) -> Iterator[None]:
     Jam.gate.clear()
     yield
     Jam.gate.set()
+
+
+def refusals_of_a_full_queue(send: Callable[[], object]) -> list[TooManyRequests]:
+    """Call ``send`` from four threads while ``jam`` is blocked (``jammed``): one request runs,
+    one waits in the queue, the others are refused. Returns the 429s, once ``jam`` is let go."""
+    refusals: list[TooManyRequests] = []
+
+    def run() -> None:
+        try:
+            send()
+        except TooManyRequests as exc:
+            refusals.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 10
+    while len(refusals) < 2:
+        assert time.monotonic() < deadline, "no 429 from a full queue"
+        time.sleep(0.01)
+    Jam.gate.set()
+    for t in threads:
+        t.join(10)
+    return refusals
 
 
 class closed_port:

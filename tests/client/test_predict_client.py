@@ -32,14 +32,13 @@ from servekit.client import (
     StringResponse,
     TFRequest,
     TFResponse,
-    TooManyRequests,
     TorchRequest,
     TorchResponse,
     UnauthorizedError,
 )
 from support.servers import LiveServer
 
-from .conftest import TOKEN, Boom, Door, Jam, closed_port
+from .conftest import TOKEN, Boom, Door, closed_port, refusals_of_a_full_queue
 
 
 def _client(
@@ -189,26 +188,12 @@ def test_503_while_loading_then_200_once_loaded(start_door: Any) -> None:
 
 
 def test_a_full_queue_is_a_429_with_retry_after(door: Door, jammed: None) -> None:
-    refusals: list[TooManyRequests] = []
-
     def send() -> None:
         with _client(door.url, "jam") as client:
             client.set_retry_count(1)
-            try:
-                client.predict(StringRequest(b"x"))
-            except TooManyRequests as exc:
-                refusals.append(exc)
+            client.predict(StringRequest(b"x"))
 
-    threads = [threading.Thread(target=send) for _ in range(4)]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + 10
-    while len(refusals) < 2:  # one runs, one waits in the queue: the others are refused
-        assert time.monotonic() < deadline, "no 429 from a full queue"
-        time.sleep(0.01)
-    Jam.gate.set()
-    for t in threads:
-        t.join(10)
+    refusals = refusals_of_a_full_queue(send)
     assert all(r.status == 429 and r.retry_after is not None for r in refusals)
     assert refusals[0].retry_after >= 1
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
 
 import pytest
@@ -16,13 +15,12 @@ from servekit.client import (
     RequestTimeout,
     Retry,
     ServiceUnavailable,
-    TooManyRequests,
     UnauthorizedError,
 )
 from servekit.client.tcp import TcpClient
 from servekit.protocol.tcp_frames import FrameTooLarge
 
-from .conftest import TOKEN, Boom, Door, Jam, closed_port
+from .conftest import TOKEN, Boom, Door, closed_port, refusals_of_a_full_queue
 
 
 def test_heartbeat_is_acknowledged(door: Door) -> None:
@@ -92,25 +90,11 @@ def test_a_model_still_loading_is_a_503(door: Door) -> None:
 
 
 def test_a_full_queue_is_a_429(door: Door, jammed: None) -> None:
-    refusals: list[TooManyRequests] = []
-
     def send() -> None:
         with TcpClient("127.0.0.1", door.tcp_port, token=TOKEN, timeout=20) as client:
-            try:
-                client.infer([1], model="jam")
-            except TooManyRequests as exc:
-                refusals.append(exc)
+            client.infer([1], model="jam")
 
-    threads = [threading.Thread(target=send) for _ in range(4)]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + 10
-    while len(refusals) < 2:  # one runs, one waits in the queue: the others are refused
-        assert time.monotonic() < deadline, "no 429 from a full queue"
-        time.sleep(0.01)
-    Jam.gate.set()
-    for t in threads:
-        t.join(10)
+    refusals = refusals_of_a_full_queue(send)
     assert all(r.status == 429 for r in refusals)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,11 +20,10 @@ from servekit.client import (
     NotFoundError,
     RequestTimeout,
     ServiceUnavailable,
-    TooManyRequests,
     UnauthorizedError,
 )
 
-from .conftest import TOKEN, Boom, Door, Jam, Wide, closed_port
+from .conftest import TOKEN, Boom, Door, Wide, closed_port, refusals_of_a_full_queue
 
 ONE = {"x": np.ones((1, 2), np.float32)}
 
@@ -113,24 +111,7 @@ def test_a_model_that_raises_runs_once_and_is_a_500(door: Door, make: Any) -> No
 
 
 def test_a_full_queue_is_a_429_with_retry_after(door: Door, make: Any, jammed: None) -> None:
-    refusals: list[TooManyRequests] = []
-
-    def send() -> None:
-        try:
-            make(door.url, retries=1)("infer", "jam", ONE)
-        except TooManyRequests as exc:
-            refusals.append(exc)
-
-    threads = [threading.Thread(target=send) for _ in range(4)]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + 10
-    while len(refusals) < 2:  # one runs, one waits in the queue: the others are refused
-        assert time.monotonic() < deadline, "no 429 from a full queue"
-        time.sleep(0.01)
-    Jam.gate.set()
-    for t in threads:
-        t.join(10)
+    refusals = refusals_of_a_full_queue(lambda: make(door.url, retries=1)("infer", "jam", ONE))
     assert all(r.status == 429 and (r.retry_after or 0) >= 1 for r in refusals)
 
 
