@@ -272,3 +272,27 @@ def _taken(live: LiveServer, count: int) -> bool:
     _open_clients.append(watcher)
     first = int(watcher.attributes().get("stream.firstEntry", "0"))
     return first > 0 and all(watcher.search(first + i)["IsPending"] for i in range(count))
+
+
+class Repeat(Shout):
+    """Answers ten times the record it got: an answer can outgrow the sink's payload limit."""
+
+    def predict(self, batch: list[bytes]) -> list[object]:
+        return [item * 10 for item in batch]
+
+
+def test_an_answer_too_large_for_the_sink_is_answered_with_413(queue_url: str) -> None:
+    app = App([Repeat()], queue_url=queue_url, token="tok", queue_max_payload_bytes=1000)
+    live = LiveServer(app).start()
+    try:
+        live.call(app.wait_loaded())
+        inputs, sink = client_for(live, "shout"), client_for(live, "shout/sink")
+        small, large = inputs.put(b"x" * 10)[1], inputs.put(b"y" * 500)[1]
+        data, tags = collect(sink, small)
+        assert data == b"x" * 100 and tags["status"] == "200"
+        data, tags = collect(sink, large)
+        assert tags["status"] == "413"
+        assert b"does not fit in sink 'shout/sink'" in data and b"1000" in data
+        wait_until(lambda: length(inputs) == 0, 10, "input committed")
+    finally:
+        live.stop()
