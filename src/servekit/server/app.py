@@ -180,8 +180,9 @@ class App:
                 post(base + "/explain", self._explain),
                 post(base + "/{op}", self._operation),
             ]
-        if self.queue_door is not None:
-            routes += self.queue_door.routes()
+        if self.queue_door is not None:  # a POST that is no queue request predicts at once
+            inputs = [queue_names(runtime)[0] for runtime in self.registry]
+            routes += self.queue_door.routes(predict=self._eas_predict, services=inputs)
         else:
             routes.append(post("/api/predict/{name}", self._eas_predict))
         return routes

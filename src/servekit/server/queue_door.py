@@ -17,8 +17,13 @@ WS         ``_watch_=true _index_ _window_``           push records, one ``DataF
 =========  ==========================================  =============================================
 
 The consumer is ``X-EAS-QueueService-Redis-Uid`` in group ``X-EAS-QueueService-Redis-Gid``
-(default ``eas``). With a token, ``Authorization`` must carry it (raw, ``Bearer`` or an
-EAS signature), else 401.
+(default ``eas``). With a token, ``Authorization`` must carry it (raw, ``Bearer`` or an EAS
+signature), else 401.
+
+Mounted with ``routes(predict=…, services=…)`` (as ``servekit serve --queue`` does), a POST to
+a model's input queue that is not a queue request (:func:`is_queue_request`: no consumer
+identity header, no query string, no ``DataFrameProto`` body) is a synchronous EAS prediction
+instead, so an EAS ``PredictClient`` keeps working at the same URL.
 
 Its routes go on the one HTTP kit (:mod:`servekit.server.http_app`): ``servekit serve
 --queue`` adds ``door.routes()`` to the server's own and calls ``door.startup()`` /
@@ -32,7 +37,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import orjson
 
@@ -43,7 +48,7 @@ from servekit.queue.service import DEFAULT_GROUP, MAX_GET_LENGTH, MAX_WINDOW, Qu
 from servekit.queue.subscription import Subscription
 from servekit.server.asgi import Receive, Scope, Send
 from servekit.server.http_app import HttpApp, deny_websocket
-from servekit.server.routing import Request, Route
+from servekit.server.routing import Handler, Request, Route
 
 log = logging.getLogger("servekit.queue")
 
@@ -86,10 +91,26 @@ class QueueDoor:
 
     # -- mounting -------------------------------------------------------------------------
 
-    def routes(self) -> list[Route]:
-        """The door's HTTP and WebSocket routes, for the one HTTP kit."""
+    def routes(self, predict: Handler | None = None, services: Collection[str] = ()) -> list[Route]:
+        """The door's HTTP and WebSocket routes, for the one HTTP kit.
+
+        With ``predict``, a POST to one of the queues named in ``services`` that is not a queue
+        request goes to ``predict`` (with the queue's name as ``params["name"]``).
+        """
         verbs = ("POST", "GET", "DELETE", "PUT")
-        return [Route.http(verbs, TEMPLATE, self._http), Route.ws(TEMPLATE, self._websocket)]
+        http = self._http if predict is None else self._or_predict(predict, frozenset(services))
+        return [Route.http(verbs, TEMPLATE, http), Route.ws(TEMPLATE, self._websocket)]
+
+    def _or_predict(self, predict: Handler, services: frozenset[str]) -> Handler:
+        async def handle(request: Request) -> None:
+            name = request.params["queue"].strip("/")
+            if request.method == "POST" and name in services and not is_queue_request(request):
+                request.params["name"] = name
+                await predict(request)
+            else:
+                await self._http(request)
+
+        return handle
 
     @functools.cached_property
     def app(self) -> HttpApp:
@@ -269,6 +290,24 @@ async def _respond(send: Send, response: Response) -> None:
 async def _until_disconnect(receive: Receive) -> None:
     while (await receive())["type"] != "websocket.disconnect":
         pass  # client messages carry nothing in this protocol
+
+
+def is_queue_request(request: Request) -> bool:
+    """Whether a POST speaks the queue protocol rather than the synchronous predict protocol.
+
+    Every EAS queue client (the published SDK's and servekit's) sends its consumer identity
+    (``X-EAS-QueueService-Redis-Uid`` / ``-Gid``) with every request; a put may carry tags or a
+    ``requestId`` in the query, or a ``DataFrameProto`` body. A ``PredictClient`` sends none
+    of these: only the body, and its content type and signature headers.
+    """
+    if request.scope.get("query_string"):
+        return True
+    for name, value in request.scope["headers"]:
+        if name in (HEADER_UID, HEADER_GID):
+            return True
+        if name == b"content-type" and _is_dataframe(value.decode("latin-1")):
+            return True
+    return False
 
 
 def _is_dataframe(content_type: str) -> bool:
