@@ -438,6 +438,12 @@ class Batcher:
             try:
                 outputs = handler(items)
                 if not isinstance(outputs, (list, tuple)):
+                    if not hasattr(outputs, "__iter__"):
+                        got = "None" if outputs is None else type(outputs).__name__
+                        raise ModelError(
+                            f"model '{self.name}' predict returned {got}; it must return a"
+                            f" list with one result per item ({len(items)} here)"
+                        )
                     outputs = list(outputs)
                 if len(outputs) != len(items):
                     error = ModelError(
