@@ -9,6 +9,7 @@ ServekitError (500)
  ├── PayloadTooLarge (413)
  ├── QueueFull (429, Retry-After)
  ├── ModelError (500)
+ ├── OperationNotImplemented (501)
  ├── Unavailable (503)
  │    ├── ModelNotReady (503)
  │    └── Draining (503)
@@ -76,6 +77,13 @@ class ModelError(ServekitError):
     """The model raised, or returned something servekit cannot use."""
 
     status = 500
+
+
+class OperationNotImplemented(ServekitError):
+    """The model does not implement what was asked (e.g. ``POST …/explain`` without
+    ``explain``): HTTP 501."""
+
+    status = 501
 
 
 class Unavailable(ServekitError):

@@ -106,6 +106,36 @@ BAD_REQUESTS = [
         ["input 'x'", "shape [2, 3] has 6 elements but data has 5"],
     ),
     ("unknown-datatype", "POST", INFER, tensor([1], [1], "FLOAT"), 400, ["unknown datatype"]),
+    ("zero-rows", "POST", INFER, tensor([0, 3], []), 400, ["input 'x' has no rows", "[0, 3]"]),
+    (
+        "zero-rows-two-inputs",
+        "POST",
+        INFER,
+        {
+            "inputs": [
+                tensor([0, 1], [])["inputs"][0],
+                {**tensor([0], [])["inputs"][0], "name": "y"},
+            ]
+        },
+        400,
+        ["has no rows"],
+    ),
+    (
+        "more-than-64-dimensions",
+        "POST",
+        INFER,
+        tensor([1] * 65, [1]),
+        400,
+        ["input 'x'", "65 dimensions; at most 64"],
+    ),
+    (
+        "shape-no-array-can-have",
+        "POST",
+        INFER,
+        tensor([0, 2**62, 2**62], []),
+        400,
+        ["input 'x'", "too large for any array"],
+    ),
     ("scalar-input", "POST", INFER, tensor([], [1]), 400, ["scalar", "first dimension"]),
     (
         "inputs-disagree-on-rows",
@@ -323,4 +353,45 @@ def test_deadline_already_passed_on_arrival_is_504(serve):
     response = client.post("/v2/models/echo/infer", json={**GOOD, "parameters": {"timeout": 0}})
     assert_error(response, 504, "already passed")
     assert model.batches == []
+    assert_good(client)
+
+
+def test_zero_rows_in_binary_is_400(shared):
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "x",
+                    "datatype": "FP32",
+                    "shape": [0, 3],
+                    "parameters": {"binary_data_size": 0},
+                }
+            ]
+        }
+    )
+    client = shared.client()
+    response = client.post(
+        INFER, content=header, headers={"Inference-Header-Content-Length": str(len(header))}
+    )
+    assert_error(response, 400, "input 'x' has no rows (shape [0, 3])", "at least one row")
+    assert_good(client)
+
+
+class ReturnsNone(servekit.Model):
+    name = "forgetful"
+
+    def predict(self, batch: list[Any]) -> Any:
+        self.last = batch  # forgot the return
+
+
+def test_predict_returning_none_says_what_predict_must_return(serve):
+    live = serve([ReturnsNone(), Echo()])
+    client = live.client()
+    response = client.post("/v2/models/forgetful/infer", json=GOOD)
+    assert_error(
+        response,
+        500,
+        "model 'forgetful' predict returned None",
+        "must return a list with one result per item (2 here)",
+    )
     assert_good(client)

@@ -148,8 +148,8 @@ def test_explain_returns_one_explanation_per_row(serve):
     assert doc["explanations"] == [{"sum": 6.0, "argmax": 1}, {"sum": 9.0, "argmax": 0}]
 
 
-def test_explain_on_a_model_without_explain_is_a_clear_400(serve):
+def test_explain_on_a_model_without_explain_is_501(serve):
     live = serve([Ranker(name="ranker:1")])
     response = live.client().post("/v2/models/ranker/explain", json={"inputs": [fp32("x", [[1]])]})
-    assert response.status_code == 400
-    assert "has no explain()" in response.json()["error"]
+    assert response.status_code == 501
+    assert "model 'ranker' has no explain()" in response.json()["error"]

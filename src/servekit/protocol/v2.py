@@ -14,11 +14,18 @@ from typing import Any
 import numpy as np
 import orjson
 
-from servekit.codecs.tensors import V2_DATATYPES, decode_tensor, encode_tensor, v2_datatype
+from servekit.codecs.tensors import (
+    V2_DATATYPES,
+    decode_tensor,
+    encode_tensor,
+    numpy_dtype,
+    v2_datatype,
+)
 from servekit.errors import BadRequest, ModelError
 
 __all__ = [
     "InferRequest",
+    "InputSignature",
     "RequestedOutput",
     "encode_infer_response",
     "error_body",
@@ -299,6 +306,61 @@ def _tensor_metadata(tensor: TensorDescription) -> dict[str, Any]:
     if any(d < -1 for d in dims):
         raise ModelError(f"tensor {name!r}: shape {dims} has a dimension below -1")
     return {"name": name, "datatype": datatype, "shape": dims}
+
+
+class InputSignature:
+    """A model's declared inputs (name, datatype, shape with -1 for any size), checked once
+    per request against the decoded inputs; a mismatch is a ``BadRequest`` naming the input."""
+
+    def __init__(self, model_name: str, declared: Iterable[TensorDescription]) -> None:
+        self.model_name = model_name
+        self._specs: dict[str, tuple[str, np.dtype, list[int]]] = {}
+        for tensor in declared:
+            try:
+                meta = _tensor_metadata(tensor)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ModelError(
+                    f"model '{model_name}': each declared input needs a name, a datatype and "
+                    f"a shape; got {tensor!r} ({type(exc).__name__}: {exc})"
+                ) from None
+            name, datatype, shape = meta["name"], meta["datatype"], meta["shape"]
+            if name in self._specs:
+                raise ModelError(f"model '{model_name}' declares input {name!r} twice")
+            self._specs[name] = (datatype, numpy_dtype(datatype), shape)
+        self._names = self._specs.keys()
+
+    def check(self, inputs: Mapping[str, np.ndarray]) -> None:
+        """Raise ``BadRequest`` unless ``inputs`` are exactly the declared ones, each of its
+        declared datatype and shape."""
+        if inputs.keys() != self._names:
+            raise self._names_error(inputs)
+        for name, array in inputs.items():
+            datatype, dtype, shape = self._specs[name]
+            if array.dtype != dtype:
+                raise BadRequest(
+                    f"input {name!r}: datatype {v2_datatype(array.dtype)}, but model "
+                    f"'{self.model_name}' expects {datatype}"
+                )
+            got = array.shape
+            if len(got) != len(shape) or any(
+                d != -1 and d != g for d, g in zip(shape, got, strict=True)
+            ):
+                raise BadRequest(
+                    f"input {name!r}: shape {list(got)} does not match the shape {shape} "
+                    f"model '{self.model_name}' expects (-1: any size)"
+                )
+
+    def _names_error(self, inputs: Mapping[str, np.ndarray]) -> BadRequest:
+        declared = ", ".join(self._specs)
+        unknown = [n for n in inputs if n not in self._specs]
+        if unknown:
+            return BadRequest(
+                f"model '{self.model_name}' has no input {unknown[0]!r} (inputs: {declared})"
+            )
+        missing = [n for n in self._specs if n not in inputs]
+        return BadRequest(
+            f"request lacks input {missing[0]!r} of model '{self.model_name}' (inputs: {declared})"
+        )
 
 
 def server_metadata(name: str, version: str, extensions: Iterable[str]) -> dict[str, Any]:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import Any
 
 import numpy as np
 import orjson
 
-from servekit.errors import BadRequest, ModelError, NotFound
+from servekit.errors import BadRequest, ModelError, NotFound, OperationNotImplemented
+from servekit.model import Model
 from servekit.protocol.v2 import (
     InferRequest,
+    InputSignature,
     encode_infer_response,
     model_metadata,
     parse_infer_request,
@@ -39,8 +42,43 @@ def metadata(runtime: ModelRuntime, versions: list[str]) -> dict[str, Any]:
     return doc
 
 
+#: Request bodies at least this large are parsed in a worker thread, so the event loop keeps
+#: answering other requests meanwhile; smaller ones are parsed in place (cheaper).
+OFF_LOOP_BYTES = 1 << 20
+
+_signatures: weakref.WeakKeyDictionary[ModelRuntime, tuple[Any, InputSignature]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def decode_request(runtime: ModelRuntime, scope: Scope, body: bytes) -> InferRequest:
+    """Parse an infer/explain body (off the loop when large) and check the declared inputs."""
+    json_length = _json_length(scope)
+    if len(body) < OFF_LOOP_BYTES:
+        request = parse_infer_request(body, json_length)
+    else:
+        request = await asyncio.to_thread(parse_infer_request, body, json_length)
+    if runtime.model.inputs:
+        input_signature(runtime).check(request.inputs)
+    return request
+
+
+def input_signature(runtime: ModelRuntime) -> InputSignature:
+    """The model's declared inputs, compiled once (again if ``Model.inputs`` is replaced)."""
+    declared = runtime.model.inputs
+    entry = _signatures.get(runtime)
+    if entry is None or entry[0] is not declared:
+        entry = (declared, InputSignature(str(runtime.model.name), declared))
+        _signatures[runtime] = entry
+    return entry[1]
+
+
 def split_items(runtime: ModelRuntime, inputs: dict[str, np.ndarray]) -> list[Any]:
-    """Rows along the first axis become items: an array per row, or a dict per row."""
+    """Rows along the first axis become items: an array per row, or a dict per row.
+
+    A request with no rows is a ``BadRequest``: there is nothing to run, and no output to
+    build an empty result from.
+    """
     if not runtime.model.batch_rows:
         return [next(iter(inputs.values())) if len(inputs) == 1 else inputs]
     arrays = list(inputs.values())
@@ -51,12 +89,24 @@ def split_items(runtime: ModelRuntime, inputs: dict[str, np.ndarray]) -> list[An
             " first axis, so every input needs a first dimension"
         )
     if len(arrays) == 1:
+        if not len(arrays[0]):
+            raise _no_rows(runtime, inputs)
         return list(arrays[0])
     rows = {name: a.shape[0] for name, a in inputs.items()}
     if len(set(rows.values())) != 1:
         raise BadRequest(f"inputs disagree on the number of rows (first dimension): {rows}")
+    if not len(arrays[0]):
+        raise _no_rows(runtime, inputs)
     names = list(inputs)
     return [dict(zip(names, row, strict=True)) for row in zip(*arrays, strict=True)]
+
+
+def _no_rows(runtime: ModelRuntime, inputs: dict[str, np.ndarray]) -> BadRequest:
+    name, array = next(iter(inputs.items()))
+    return BadRequest(
+        f"input '{name}' has no rows (shape {list(array.shape)}); model '{runtime.model.name}'"
+        " runs each row along the first axis as one item, so send at least one row"
+    )
 
 
 def join_outputs(runtime: ModelRuntime, results: list[Any]) -> dict[str, np.ndarray]:
@@ -112,7 +162,7 @@ async def infer(
     runtime: ModelRuntime, scope: Scope, receive: Receive, send: Send, body: bytes
 ) -> None:
     """``POST /v2/models/{name}[/versions/{v}]/infer``."""
-    request = parse_infer_request(body, _json_length(scope))
+    request = await decode_request(runtime, scope, body)
     model = runtime.model
     items = split_items(runtime, request.inputs)
     results = await runtime.infer(
@@ -154,13 +204,22 @@ def _json_length(scope: Scope) -> int | None:
 
 
 async def explain(runtime: ModelRuntime, scope: Scope, send: Send, body: bytes) -> None:
-    """``POST …/explain``: decode like infer, call ``model.explain(items)`` in a thread."""
-    request = parse_infer_request(body, _json_length(scope))
+    """``POST …/explain``: decode like infer, call ``model.explain(items)`` in a thread.
+
+    A model without ``explain`` (or whose ``explain`` raises ``NotImplementedError``) is 501.
+    """
+    model = runtime.model
+    if type(model).explain is Model.explain:
+        raise OperationNotImplemented(
+            f"model '{model.name}' has no explain(); define explain(batch) on the model to "
+            "serve POST …/explain"
+        )
+    request = await decode_request(runtime, scope, body)
     items = split_items(runtime, request.inputs)
     try:
-        results = await asyncio.to_thread(runtime.model.explain, items)
+        results = await asyncio.to_thread(model.explain, items)
     except NotImplementedError as exc:
-        raise BadRequest(str(exc)) from exc
+        raise OperationNotImplemented(str(exc) or f"model '{model.name}' has no explain()") from exc
     if len(results) != len(items):
         raise ModelError(f"explain returned {len(results)} results for {len(items)} items")
     await send_bytes(
