@@ -24,6 +24,12 @@ setting                     environment variable                  default       
 ``freeze_gc``               ``SERVEKIT_FREEZE_GC``                true
 ``queue``                   ``SERVEKIT_QUEUE``                    false
 ``queue_window``            ``SERVEKIT_QUEUE_WINDOW``             64              records
+``max_header_line_size``    ``SERVEKIT_MAX_HEADER_LINE_SIZE``     8192            bytes
+``max_header_size``         ``SERVEKIT_MAX_HEADER_SIZE``          32768           bytes
+``max_headers``             ``SERVEKIT_MAX_HEADERS``              100             fields
+``header_timeout``          ``SERVEKIT_HEADER_TIMEOUT``           10.0            s
+``body_timeout``            ``SERVEKIT_BODY_TIMEOUT``             30.0            s
+``max_connections``         ``SERVEKIT_MAX_CONNECTIONS``          1024            connections
 ``queue_url``               ``SERVEKIT_QUEUE_URL``                sqlite://./servekit-queues
 ``queue_max_length``        ``SERVEKIT_QUEUE_MAX_LENGTH``         0 (unbounded)   records
 ``queue_max_payload_bytes`` ``SERVEKIT_QUEUE_MAX_PAYLOAD_BYTES``  8388608         bytes
@@ -57,6 +63,7 @@ __all__ = [
 ]
 
 ENV_PREFIX = "SERVEKIT_"
+KiB = 1024
 MiB = 1024 * 1024
 
 _S = TypeVar("_S", bound="_Settings")
@@ -234,6 +241,34 @@ class ServerSettings(_Settings):
         description="asynchronous inference: input queue <model> and sink <model>/sink",
     )
     queue_window: int = Field(64, ge=1, description="records each queue consumer holds at once")
+    max_header_line_size: int = Field(
+        8 * KiB,
+        ge=1,
+        description="longest request URL (else 414) or header field, name and value (else 431),"
+        " in bytes",
+    )
+    max_header_size: int = Field(
+        32 * KiB, ge=1, description="largest request head (request line and headers), in bytes"
+    )
+    max_headers: int = Field(100, ge=1, description="most header fields in one request")
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="seconds a connection has to send a whole request head (else 408, closed)",
+    )
+    body_timeout: float = Field(
+        30.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="seconds a request body may go without receiving a byte (else 408, closed)",
+    )
+    max_connections: int = Field(
+        1024,
+        ge=1,
+        description="most open HTTP connections per server process; more are answered 503"
+        " and closed",
+    )
 
     @field_validator("token", mode="before")
     @classmethod

@@ -1,4 +1,8 @@
-"""Run any ASGI app under a real uvicorn server (uvloop, httptools) on a loopback port."""
+"""Run any ASGI app under a real uvicorn server (uvloop, httptools) on a loopback port.
+
+The HTTP protocol is servekit's (header, timeout and connection limits from
+``ServerSettings``); pass ``http=http_protocol(ServerSettings(...))`` for other limits.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,9 @@ from collections.abc import Awaitable
 from typing import Any
 
 import uvicorn
+
+from servekit.server.http_protocol import http_protocol
+from servekit.settings import ServerSettings
 
 
 class LiveServer:
@@ -24,7 +31,7 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         settings: dict[str, Any] = {
             "loop": "uvloop",
-            "http": "httptools",
+            "http": http_protocol(ServerSettings()),  # as `servekit serve` runs it
             "lifespan": "on",
             "log_config": None,
             "log_level": "warning",

@@ -9,6 +9,7 @@ from typing import Any
 import uvicorn
 
 from servekit.server.app import App
+from servekit.server.http_protocol import http_protocol
 from servekit.server.loader import load_target
 from servekit.settings import QueueSettings, ServerSettings, split_overrides
 
@@ -41,7 +42,7 @@ def serve(targets: list[str], *, worker_factory: str | None = None, **given: Any
         "host": settings.host,
         "port": settings.port,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": http_protocol(settings),  # httptools with head, timeout and connection limits
         "log_level": settings.log_level,
         "access_log": False,
         "timeout_graceful_shutdown": settings.drain_timeout,
