@@ -21,6 +21,13 @@ setting                     environment variable                  default       
 ``drain_timeout``           ``SERVEKIT_DRAIN_TIMEOUT``            30.0            s
 ``tcp_port``                ``SERVEKIT_TCP_PORT``                 none (off)
 ``tcp_host``                ``SERVEKIT_TCP_HOST``                 ``host``
+``tcp_max_frame_size``      ``SERVEKIT_TCP_MAX_FRAME_SIZE``       16777216        bytes
+``tcp_frame_timeout``       ``SERVEKIT_TCP_FRAME_TIMEOUT``        30.0            s
+``tcp_idle_timeout``        ``SERVEKIT_TCP_IDLE_TIMEOUT``         300.0           s
+``tcp_max_inflight``        ``SERVEKIT_TCP_MAX_INFLIGHT``         64              requests
+``tcp_max_buffer``          ``SERVEKIT_TCP_MAX_BUFFER``           33554432        bytes
+``tcp_max_total_buffer``    ``SERVEKIT_TCP_MAX_TOTAL_BUFFER``     134217728       bytes
+``tcp_max_connections``     ``SERVEKIT_TCP_MAX_CONNECTIONS``      1024            connections
 ``freeze_gc``               ``SERVEKIT_FREEZE_GC``                true
 ``queue``                   ``SERVEKIT_QUEUE``                    false
 ``queue_window``            ``SERVEKIT_QUEUE_WINDOW``             64              records
@@ -232,6 +239,41 @@ class ServerSettings(_Settings):
     )
     tcp_host: str | None = Field(
         None, description="address of the TCP door; none: the same as host"
+    )
+    tcp_max_frame_size: int = Field(
+        16 * MiB, ge=1, le=2**32 - 1, description="largest TCP frame (request or reply), in bytes"
+    )
+    tcp_frame_timeout: float = Field(
+        30.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="seconds a TCP frame may take to arrive whole, from its first byte"
+        " (while the server holds back reading, the clock stops)",
+    )
+    tcp_idle_timeout: float = Field(
+        300.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="seconds a TCP connection may stay silent with nothing in flight, or leave"
+        " its replies unread, before it is closed",
+    )
+    tcp_max_inflight: int = Field(
+        64, ge=1, description="requests in flight per TCP connection; beyond, it is not read"
+    )
+    tcp_max_buffer: int = Field(
+        32 * MiB,
+        ge=1,
+        description="bytes of frames one TCP connection may hold (being read or in flight);"
+        " at least tcp_max_frame_size",
+    )
+    tcp_max_total_buffer: int = Field(
+        128 * MiB,
+        ge=1,
+        description="bytes of frames all TCP connections together may hold; at least"
+        " tcp_max_frame_size",
+    )
+    tcp_max_connections: int = Field(
+        1024, ge=1, description="open TCP connections; beyond, a new one gets a 503 frame"
     )
     freeze_gc: bool = Field(
         True, description="move what exists once models loaded out of the GC's scans"

@@ -102,3 +102,34 @@ def test_decode_frame_wants_exactly_one_frame() -> None:
         decode_frame(two)
     with pytest.raises(TruncatedFrame):
         decode_frame(encode_frame(1)[:-1])
+
+
+def test_next_frame_takes_one_frame_at_a_time_with_its_length() -> None:
+    first, second = encode_frame({"n": 1}), encode_frame({"n": 22})
+    decoder = FrameDecoder()
+    decoder.append(first + second[:6])
+    assert decoder.pending_size == len(first)
+    assert decoder.next_frame() == ({"n": 1}, len(first))
+    assert decoder.pending_size == len(second)  # its header is in, its body is not
+    assert decoder.next_frame() is None
+    decoder.append(second[6:])
+    assert decoder.next_frame() == ({"n": 22}, len(second))
+    assert decoder.next_frame() is None
+    assert decoder.buffered == 0
+
+
+def test_pending_size_is_unknown_until_the_header_is_whole() -> None:
+    decoder = FrameDecoder()
+    decoder.append(encode_frame("x")[:3])
+    assert decoder.pending_size is None
+    assert decoder.buffered == 3
+
+
+def test_next_frame_reports_an_oversized_header_once_then_nothing() -> None:
+    decoder = FrameDecoder(max_size=10)
+    decoder.append(struct.pack(">I", 11) + b"x" * 11)
+    error, size = decoder.next_frame()  # type: ignore[misc]
+    assert isinstance(error, FrameTooLarge) and size == 0
+    assert decoder.next_frame() is None and decoder.pending_size is None
+    with pytest.raises(FrameTooLarge):
+        decoder.append(b"more")

@@ -8,7 +8,10 @@ A frame is a 4-byte big-endian length, then that many bytes of UTF-8 JSON. Reque
 :class:`FrameDecoder` takes bytes as they arrive and hands back every complete message in
 order. A frame whose JSON is bad comes back as a :class:`BadFrame` in its place, so its
 neighbours still go through; a length above the limit comes back as :class:`FrameTooLarge`
-and ends the stream, since what follows can no longer be told apart.
+and ends the stream, since what follows can no longer be told apart. A server that decodes
+only as fast as it can answer uses :meth:`FrameDecoder.append` and
+:meth:`FrameDecoder.next_frame` (one frame and its length at a time) and reads the next frame's
+length from :attr:`FrameDecoder.pending_size` once its header is in.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ __all__ = [
     "BadFrame",
     "FrameDecoder",
     "FrameError",
+    "FrameTimeout",
     "FrameTooLarge",
     "ReqType",
     "TruncatedFrame",
@@ -64,6 +68,13 @@ class FrameTooLarge(FrameError):
     """A frame longer than the limit; the stream ends."""
 
     status = 413
+    fatal = True
+
+
+class FrameTimeout(FrameError):
+    """A frame that did not arrive whole in time; the stream ends."""
+
+    status = 408
     fatal = True
 
 
@@ -106,29 +117,44 @@ class FrameDecoder:
         """Bytes received that do not complete a frame yet."""
         return len(self._buffer)
 
+    @property
+    def pending_size(self) -> int | None:
+        """Length (header included) of the next frame, once its header is in."""
+        if len(self._buffer) < 4 or self._closed:
+            return None
+        return 4 + int(_LENGTH.unpack_from(self._buffer)[0])
+
     def feed(self, data: bytes | bytearray | memoryview) -> list[Any]:
         """Add bytes; return the messages they complete (a ``FrameError`` for each bad one)."""
+        self.append(data)
+        out = []
+        while (item := self.next_frame()) is not None:
+            out.append(item[0])
+        return out
+
+    def append(self, data: bytes | bytearray | memoryview) -> None:
+        """Add bytes without decoding them: :meth:`next_frame` takes frames one at a time."""
         if self._closed:
             raise FrameTooLarge("the stream ended at an oversized frame")
+        self._buffer += data
+
+    def next_frame(self) -> tuple[Any, int] | None:
+        """The next complete message and its frame's length (header included), or ``None``."""
         buf = self._buffer
-        buf += data
-        out: list[Any] = []
-        pos = 0
-        while len(buf) - pos >= 4:
-            (size,) = _LENGTH.unpack_from(buf, pos)
-            if size > self.max_size:
-                self._closed = True
-                buf.clear()
-                limit = self.max_size
-                out.append(FrameTooLarge(f"frame of {size} bytes is over the {limit}-byte limit"))
-                return out
-            end = pos + 4 + size
-            if end > len(buf):
-                break
-            out.append(_parse(buf[pos + 4 : end]))
-            pos = end
-        del buf[:pos]
-        return out
+        if len(buf) < 4 or self._closed:
+            return None
+        (size,) = _LENGTH.unpack_from(buf)
+        if size > self.max_size:
+            self._closed = True
+            buf.clear()
+            error = FrameTooLarge(f"frame of {size} bytes is over the {self.max_size}-byte limit")
+            return error, 0
+        end = 4 + size
+        if end > len(buf):
+            return None
+        message = _parse(buf[4:end])
+        del buf[:end]
+        return message, end
 
     def eof(self) -> None:
         """The peer closed: raise ``TruncatedFrame`` if a frame was left half-sent."""

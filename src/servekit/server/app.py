@@ -109,7 +109,7 @@ class App:
             for consumer in self.consumers:
                 await consumer.start()
         if self.tcp_port is not None:
-            self.tcp = TcpDoor(self.registry, token=self.token)
+            self.tcp = TcpDoor.from_settings(self.registry, self.settings)
             self.tcp_port = await self.tcp.start(self.tcp_host, self.tcp_port)
             log.info("TCP door listening on %s:%d", self.tcp_host, self.tcp_port)
 
