@@ -4,6 +4,11 @@ Callers submit a list of items; the batcher merges items from many callers into 
 at most ``max_batch_size`` and runs ``handler(batch) -> results`` in its own worker threads,
 so the event loop keeps forming the next batch while one runs. Every submission gets exactly
 one outcome: its results in order, or one error.
+
+One bad request never fails its neighbours: items whose batch keys differ (by default, arrays
+of different shapes) never share a batch, and when ``handler`` raises on a batch holding
+several submissions, each submission is re-run alone, once, so only the one that makes it
+raise gets the error.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 from servekit.batching._work import CancelToken, ThreadFuture, Work
+from servekit.batching.failures import FailureLog
+from servekit.batching.keys import BatchKey, shape_key
 from servekit.batching.policy import BatchPolicy
 from servekit.batching.stats import BatcherStats
 from servekit.clock import Clock, LoopClock, TimerHandle
@@ -32,6 +39,7 @@ from servekit.errors import (
     ModelError,
     PayloadTooLarge,
     QueueFull,
+    ServekitError,
 )
 
 log = logging.getLogger("servekit.batching")
@@ -40,6 +48,9 @@ Handler = Callable[[list[Any]], Sequence[Any]]
 """Runs in a worker thread: one result (or an ``Exception`` instance) per item, in order."""
 
 _Part = tuple[Work, int, int]
+_MAX_SKIPPED = 256  # chunks of other keys one dispatch looks past for items of its key
+_UNSET: Any = object()
+_GONE = Cancelled("the submission had an outcome before its batch was re-run")
 
 
 class Batcher:
@@ -52,14 +63,19 @@ class Batcher:
         *,
         name: str = "model",
         clock: Clock | None = None,
+        batch_key: BatchKey | None = shape_key,
     ) -> None:
+        """``batch_key(item)``: only items with equal keys share a batch (None: any may)."""
         self.handler = handler
         self.policy = policy or BatchPolicy()
         self.name = name
         self.stats = BatcherStats()
+        self.batch_key = batch_key
         self._clock = clock
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: deque[list[Any]] = deque()  # [work, start, end] chunks, oldest first
+        # [work, start, end, key] chunks, oldest first; a submission whose items have
+        # different keys is one chunk per run of equal keys
+        self._queue: deque[list[Any]] = deque()
         self._queued = 0  # items waiting in live chunks
         self._intake: deque[Work] = deque()  # submissions from other threads
         self._deadlines: list[tuple[float, int, Work]] = []
@@ -76,6 +92,8 @@ class Batcher:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._thread_cancel = self._on_thread_cancel  # one bound method for every submission
+        self._failures = FailureLog(log, name, self.now)
+        self._failure_timer: TimerHandle | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -113,6 +131,9 @@ class Batcher:
                 self._task.cancel()
         # whatever is left (work that outlived the timeout, late submissions) fails clearly
         self._fail_everything(Draining(f"model '{self.name}' shut down before this work ran"))
+        if self._failure_timer is not None:
+            self._failure_timer.cancel()
+        self._summarise_failures(everything=True)  # repeats still counted get their line
         for _ in self._threads:
             self._jobs.put(None)
         self._threads.clear()
@@ -259,7 +280,13 @@ class Batcher:
         work.enqueued_at = now
         work.queued = n
         self._queued += n
-        self._queue.append([work, 0, n])
+        key_of = self.batch_key
+        if key_of is None:
+            self._queue.append([work, 0, n, None])
+        elif n == 1:
+            self._queue.append([work, 0, 1, key_of(work.items[0])])
+        else:
+            self._queue.extend(_chunks(work, key_of))
         # Event-loop callers are answered at their deadline by the timer heap; thread callers
         # time out by themselves, and expired items are dropped at dispatch either way.
         if work.deadline is not None and work.waiter is not None:
@@ -374,33 +401,47 @@ class Batcher:
             self._queued = actual
 
     def _dispatch(self, now: float) -> bool:
+        """Send the oldest live chunk's key group (up to ``max_batch_size`` items) to a worker.
+
+        Chunks of other keys stay queued in order for the next batches; at most
+        ``_MAX_SKIPPED`` of them are looked past, so one dispatch costs a bounded scan.
+        """
         q = self._queue
         capacity = self.policy.max_batch_size
         items: list[Any] = []
         parts: list[_Part] = []
         wait = 0.0
+        key = _UNSET
+        skipped: list[list[Any]] | None = None
         while capacity and q:
-            chunk = q[0]
+            chunk = q.popleft()
             work: Work = chunk[0]
             if work.finished:
-                q.popleft()
                 self._unqueue(work)
                 continue
             if work.deadline is not None and work.deadline <= now:
-                q.popleft()
                 self._fail(work, self._deadline_error())
                 continue
             if work.token is not None and work.token.is_set():
-                q.popleft()
                 self._fail(work, Cancelled("cancelled by its cancellation token"))
                 continue
+            if chunk[3] is not key:
+                if key is _UNSET:
+                    key = chunk[3]
+                elif chunk[3] != key:
+                    if skipped is None:
+                        skipped = []
+                    skipped.append(chunk)
+                    if len(skipped) >= _MAX_SKIPPED:
+                        break
+                    continue
             start, end = chunk[1], chunk[2]
             if end - start <= capacity:
-                q.popleft()
                 take = end
             else:
                 take = start + capacity
                 chunk[1] = take
+                q.appendleft(chunk)  # the rest of it goes first in the next batch
             count = take - start
             if count == len(work.items):
                 items.extend(work.items)
@@ -411,6 +452,8 @@ class Batcher:
             self._queued -= count
             capacity -= count
             wait += (now - work.enqueued_at) * count
+        if skipped is not None:
+            q.extendleft(reversed(skipped))
         if not parts:
             return False
         stats = self.stats
@@ -452,12 +495,58 @@ class Batcher:
                     )
             except Exception as exc:  # the model's error goes to the callers of this batch
                 error = exc
+            isolated: BaseException | None = None
+            if error is not None and _several_works(parts):
+                isolated, error = error, None
+                outputs = self._isolate(items, parts)
             elapsed = time.perf_counter() - started
             early = 0 if error is not None else _deliver_to_threads(parts, outputs)  # type: ignore[arg-type]
             try:
-                loop.call_soon_threadsafe(self._finish, batch_id, outputs, error, elapsed, early)
+                loop.call_soon_threadsafe(
+                    self._finish, batch_id, outputs, error, elapsed, early, isolated
+                )
             except RuntimeError:  # loop closed: nobody is waiting any more
                 return
+
+    def _isolate(self, items: list[Any], parts: list[_Part]) -> list[Any]:
+        """In the worker thread: re-run each submission's items of a failed batch alone.
+
+        Returns the batch's outputs, in order; the slots of a submission whose re-run failed
+        hold its error, so it alone fails. A submission that already has an outcome
+        (cancelled, timed out) is not re-run.
+        """
+        spans: dict[Work, list[tuple[int, int]]] = {}
+        offset = 0
+        for work, start, end in parts:
+            spans.setdefault(work, []).append((offset, offset + end - start))
+            offset += end - start
+        outputs: list[Any] = [_GONE] * len(items)
+        for work, slots in spans.items():
+            if work.finished:
+                continue
+            alone = [items[i] for lo, hi in slots for i in range(lo, hi)]
+            results = self._run_alone(alone)
+            for lo, hi in slots:
+                if isinstance(results, BaseException):
+                    outputs[lo:hi] = [results] * (hi - lo)
+                else:
+                    outputs[lo:hi] = results[: hi - lo]
+                    results = results[hi - lo :]
+        return outputs
+
+    def _run_alone(self, items: list[Any]) -> list[Any] | BaseException:
+        try:
+            outputs = self.handler(items)
+            if not isinstance(outputs, (list, tuple)):
+                outputs = list(outputs)
+        except Exception as exc:  # this submission's own error
+            return exc
+        if len(outputs) != len(items):
+            return ModelError(
+                f"model '{self.name}' returned {len(outputs)} results for {len(items)} items;"
+                " predict must return exactly one result per item"
+            )
+        return list(outputs)
 
     def _finish(
         self,
@@ -466,19 +555,31 @@ class Batcher:
         error: BaseException | None,
         elapsed: float,
         early: int = 0,
+        isolated: BaseException | None = None,
     ) -> None:
         self._running -= 1
         self.stats.predict_seconds += elapsed
         self.stats.completed += early
         parts = self._inflight.pop(batch_id, ())
+        if isolated is not None:
+            self.stats.isolation_reruns += 1
+            log.debug(
+                "batcher %s: a batch of %d requests failed (%s: %s); re-ran each alone",
+                self.name,
+                len({id(p[0]) for p in parts}),
+                type(isolated).__name__,
+                isolated,
+            )
         # Start the next batch before answering this one, so the model is not left idle
         # while this batch's callers encode and send their responses.
         if self._intake:
             self._drain_intake()
         self._try_dispatch(self._clock.now())  # type: ignore[union-attr]
         if error is not None or outputs is None:
+            error = error or ModelError(f"model '{self.name}' produced no output")
+            self._report(error)
             for work, _, _ in parts:
-                self._fail(work, error or ModelError("model produced no output"))
+                self._fail(work, error)
         else:
             offset = 0
             for work, start, end in parts:
@@ -492,6 +593,7 @@ class Batcher:
         for out in outputs:
             if isinstance(out, BaseException):
                 self._fail(work, out)
+                self._report(out)
                 return
         if start == 0 and end == len(work.items):
             work.results = outputs if isinstance(outputs, list) else list(outputs)
@@ -502,6 +604,23 @@ class Batcher:
         work.remaining -= end - start
         if work.remaining == 0:
             self._complete(work)
+
+    def _report(self, error: BaseException) -> None:
+        """Log a model failure (a 5xx), rate-limited: see :class:`FailureLog`."""
+        if isinstance(error, ServekitError) and error.status < 500:
+            return
+        self._failures.report(error)
+        if self._failure_timer is None:
+            due = self._failures.next_due()
+            if due is not None and self._clock is not None:
+                self._failure_timer = self._clock.call_at(due, self._summarise_failures)
+
+    def _summarise_failures(self, *, everything: bool = False) -> None:
+        self._failure_timer = None
+        self._failures.flush(everything=everything)
+        due = self._failures.next_due()
+        if due is not None and not everything and self._clock is not None:
+            self._failure_timer = self._clock.call_at(due, self._summarise_failures)
 
     def _complete(self, work: Work) -> None:
         if not work.claim():
@@ -537,6 +656,26 @@ class Batcher:
             self.stats.requests += 1
             self.stats.items += len(work.items)
             self._fail(work, error)
+
+
+def _chunks(work: Work, key_of: BatchKey) -> list[list[Any]]:
+    """A submission's queue chunks: one per run of items with equal keys (usually one)."""
+    items = work.items
+    chunks: list[list[Any]] = []
+    start = 0
+    key: Hashable = key_of(items[0])
+    for i in range(1, len(items)):
+        other = key_of(items[i])
+        if other is not key and other != key:
+            chunks.append([work, start, i, key])
+            start, key = i, other
+    chunks.append([work, start, len(items), key])
+    return chunks
+
+
+def _several_works(parts: list[_Part]) -> bool:
+    first = parts[0][0]
+    return any(work is not first for work, _, _ in parts)
 
 
 def _deliver_to_threads(parts: list[_Part], outputs: Sequence[Any]) -> int:

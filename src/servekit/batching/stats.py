@@ -18,6 +18,8 @@ class BatcherStats:
     refused: int = 0
     timed_out: int = 0
     cancelled: int = 0
+    #: failed batches of several submissions whose submissions were then re-run one by one
+    isolation_reruns: int = 0
     queue_wait_seconds: float = 0.0
     predict_seconds: float = 0.0
     batch_sizes: Counter[int] = field(default_factory=Counter)
@@ -39,6 +41,7 @@ class BatcherStats:
             "refused": self.refused,
             "timed_out": self.timed_out,
             "cancelled": self.cancelled,
+            "isolation_reruns": self.isolation_reruns,
             "mean_batch_size": round(self.mean_batch_size, 3),
             "mean_queue_wait_ms": round(1e3 * self.queue_wait_seconds / self.items, 4)
             if self.items
