@@ -13,7 +13,7 @@ import pytest
 from servekit.batching import Batcher, BatchPolicy
 from servekit.batching.keys import BatchKey, shape_key
 from servekit.clock import ManualClock
-from servekit.errors import Cancelled, ModelError
+from servekit.errors import BadRequest, Cancelled, ModelError
 
 WAIT = 5.0
 
@@ -301,3 +301,21 @@ def test_gone_placeholder_is_never_an_answer() -> None:
     from servekit.batching.batcher import _GONE
 
     assert isinstance(_GONE, Cancelled)
+
+
+def test_a_batch_key_that_cannot_read_an_item_refuses_that_request_alone() -> None:
+    async def scenario() -> None:
+        model = Model(lambda items: [x["v"] for x in items])
+        batcher, first = await started(
+            model, {"k": 0, "v": 0}, lambda item: item["k"], max_batch_size=8
+        )
+        good, bad = batcher.submit([{"k": 1, "v": 1}]), batcher.submit([{"v": 2}])
+        with pytest.raises(BadRequest, match="batch_key rejected an item: 'k'"):
+            await outcome(bad)
+        model.release.set()
+        assert await outcome(good) == [1]
+        await outcome(first)
+        await batcher.close()
+        assert (batcher.stats.refused, batcher.queued_items) == (1, 0)
+
+    run(scenario())

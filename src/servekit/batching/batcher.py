@@ -33,6 +33,7 @@ from servekit.batching.policy import BatchPolicy
 from servekit.batching.stats import BatcherStats
 from servekit.clock import Clock, LoopClock, TimerHandle
 from servekit.errors import (
+    BadRequest,
     Cancelled,
     DeadlineExceeded,
     Draining,
@@ -276,17 +277,27 @@ class Batcher:
                 counted=True,
             )
             return
+        key: Hashable = None
+        chunks: list[list[Any]] | None = None  # only for a submission of several keys
+        key_of = self.batch_key
+        if key_of is not None:
+            try:
+                if n == 1:
+                    key = key_of(work.items[0])
+                else:
+                    chunks = _chunks(work, key_of)
+            except Exception as exc:  # a custom key that cannot read an item: refuse it
+                stats.refused += 1
+                self._fail(work, BadRequest(f"batch_key rejected an item: {exc}"), counted=True)
+                return
         now = self._clock.now()  # type: ignore[union-attr]
         work.enqueued_at = now
         work.queued = n
         self._queued += n
-        key_of = self.batch_key
-        if key_of is None:
-            self._queue.append([work, 0, n, None])
-        elif n == 1:
-            self._queue.append([work, 0, 1, key_of(work.items[0])])
+        if chunks is None:
+            self._queue.append([work, 0, n, key])
         else:
-            self._queue.extend(_chunks(work, key_of))
+            self._queue.extend(chunks)
         # Event-loop callers are answered at their deadline by the timer heap; thread callers
         # time out by themselves, and expired items are dropped at dispatch either way.
         if work.deadline is not None and work.waiter is not None:
