@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-import pytest
 
 import servekit
 
@@ -119,11 +118,6 @@ class Broken(servekit.Model):
         raise ValueError("all input arrays must have the same shape")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HttpApp.handle_http still logs every model exception with its traceback; it must"
-    " skip those servekit.batching.failures.reported(exc) says the batcher logged already",
-)
 def test_repeated_model_failures_log_one_traceback(serve, caplog):
     caplog.set_level(logging.INFO)
     live = serve([Broken()])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
+from servekit.batching.failures import reported
 from servekit.errors import Cancelled, ModelError, ServekitError
 from servekit.server.asgi import Receive, Scope, Send, error_response, run_lifespan, send_error
 from servekit.server.auth import TokenGuard
@@ -74,7 +75,8 @@ class HttpApp:
         except ServekitError as exc:
             await send_error(send, exc)
         except Exception as exc:  # a boundary: answer 500, keep serving everyone else
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if not reported(exc):  # the batcher logs model failures itself, rate-limited
+                log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             await send_error(send, ModelError(f"internal error: {type(exc).__name__}: {exc}"))
 
     async def handle_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
