@@ -31,6 +31,10 @@ setting                     environment variable                  default       
 ``freeze_gc``               ``SERVEKIT_FREEZE_GC``                true
 ``queue``                   ``SERVEKIT_QUEUE``                    false
 ``queue_window``            ``SERVEKIT_QUEUE_WINDOW``             64              records
+``eas_date_skew``           ``SERVEKIT_EAS_DATE_SKEW``            900.0           s
+``eas_date_any_zone``       ``SERVEKIT_EAS_DATE_ANY_ZONE``        true
+``eas_replay_cache``        ``SERVEKIT_EAS_REPLAY_CACHE``         100000          signatures
+``eas_replay_grace``        ``SERVEKIT_EAS_REPLAY_GRACE``         1.0             s
 ``max_header_line_size``    ``SERVEKIT_MAX_HEADER_LINE_SIZE``     8192            bytes
 ``max_header_size``         ``SERVEKIT_MAX_HEADER_SIZE``          32768           bytes
 ``max_headers``             ``SERVEKIT_MAX_HEADERS``              100             fields
@@ -283,6 +287,29 @@ class ServerSettings(_Settings):
         description="asynchronous inference: input queue <model> and sink <model>/sink",
     )
     queue_window: int = Field(64, ge=1, description="records each queue consumer holds at once")
+    eas_date_skew: float = Field(
+        900.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="seconds an EAS-signed Date may be off the server's clock",
+    )
+    eas_date_any_zone: bool = Field(
+        True,
+        description="accept an EAS Date in any UTC offset labelled GMT, as the published"
+        " eas-prediction client writes its local time; false: the Date must be GMT",
+    )
+    eas_replay_cache: int = Field(
+        100_000,
+        ge=0,
+        description="EAS signatures remembered to refuse replays (0: replays not refused)",
+    )
+    eas_replay_grace: float = Field(
+        1.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="seconds after its first use that the same EAS signature is still"
+        " accepted (identical requests signed in the same second, client retries)",
+    )
     max_header_line_size: int = Field(
         8 * KiB,
         ge=1,

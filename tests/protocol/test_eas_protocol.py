@@ -9,8 +9,10 @@ fixture: an interpreter in its own virtual environment (see tests/conftest.py).
 from __future__ import annotations
 
 import base64
+import calendar
 import hashlib
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -24,7 +26,15 @@ from servekit.protocol.eas import (
     encode_tf_response,
     encode_torch_response,
 )
-from servekit.protocol.eas_auth import check_authorization, eas_signature
+from servekit.protocol.eas_auth import (
+    EAST_OF_UTC,
+    WEST_OF_UTC,
+    check_authorization,
+    date_bounds,
+    eas_signature,
+    parse_date,
+    verify,
+)
 from servekit.protocol.eas_pb import tf_predict_pb2 as tf_pb
 from servekit.protocol.eas_pb import torch_predict_pb2 as torch_pb
 
@@ -36,7 +46,8 @@ SDK_REQUESTS = {
 SDK_SIGNED = json.loads((HERE / "data" / "eas_sdk_signed.json").read_text())
 
 
-def _run_sdk(python: str, mode: str, stdin: str = "") -> str:
+def _run_sdk(python: str, mode: str, stdin: str = "", tz: str | None = None) -> str:
+    env = {**os.environ, "TZ": tz} if tz else None
     result = subprocess.run(
         [python, str(HERE / "eas_sdk_script.py"), mode],
         input=stdin,
@@ -44,6 +55,7 @@ def _run_sdk(python: str, mode: str, stdin: str = "") -> str:
         text=True,
         timeout=60,
         check=True,
+        env=env,
     )
     return result.stdout
 
@@ -342,3 +354,78 @@ def test_auth_compares_non_ascii_headers_without_raising() -> None:
         "tök", method="POST", path="/p", headers={"Authorization": "tëk"}
     )
     assert check_authorization("tök", method="POST", path="/p", headers={"Authorization": "tök"})
+
+
+def test_verify_tells_the_token_itself_from_a_signature() -> None:
+    path = "/api/predict/echo"
+    assert verify("t0k", method="POST", path=path, headers={"Authorization": "t0k"}) == "token"
+    bearer = {"Authorization": "Bearer t0k"}
+    assert verify("t0k", method="POST", path=path, headers=bearer) == "token"
+    signed = _signed_headers("t0k", b"x")
+    assert verify("t0k", method="POST", path=path, headers=signed) == "eas"
+    assert verify("t0k", method="GET", path=path, headers=signed) is None
+    assert verify("", method="POST", path=path, headers={"Authorization": ""}) is None
+
+
+# What the published signer covers, read from the SDK itself
+
+
+def test_the_published_signer_covers_method_md5_type_date_and_path_only(
+    eas_sdk_python: str,
+) -> None:
+    made = json.loads(_run_sdk(eas_sdk_python, "signed"))
+    headers = made["headers"]
+    expected = eas_signature(
+        made["token"],
+        method="POST",
+        path="/api/predict/echo",
+        content_md5=hashlib.md5(base64.b64decode(made["body"])).hexdigest(),
+        content_type=headers["Content-Type"],
+        date=headers["Date"],
+    )
+    assert headers["Authorization"] == f"EAS {expected}"
+    assert set(headers) == {
+        "Authorization",
+        "Content-Length",
+        "Content-MD5",
+        "Content-Type",
+        "Date",
+    }
+
+
+def test_the_published_signer_writes_local_time_labelled_gmt(eas_sdk_python: str) -> None:
+    dates = {
+        tz: json.loads(_run_sdk(eas_sdk_python, "signed", tz=tz))["headers"]["Date"]
+        for tz in ("UTC", "Asia/Shanghai")
+    }
+    assert dates["Asia/Shanghai"].endswith(" GMT")
+    utc, shanghai = parse_date(dates["UTC"]), parse_date(dates["Asia/Shanghai"])
+    assert utc is not None and shanghai is not None
+    assert abs((shanghai - utc) - 8 * 3600) < 60  # UTC+8, though labelled GMT
+
+
+# Dates
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Thu, 01 Jan 1970 00:00:00 GMT", 0.0),
+        ("Mon, 30 Nov 2026 11:04:26 GMT", calendar.timegm((2026, 11, 30, 11, 4, 26))),
+        ("Mon, 30 Nov 2026 11:04:26", calendar.timegm((2026, 11, 30, 11, 4, 26))),
+        ("Mon, 30 Nov 2026 19:04:26 +0800", calendar.timegm((2026, 11, 30, 11, 4, 26))),
+    ],
+)
+def test_http_dates_parse_to_unix_time(value: str, expected: float) -> None:
+    assert parse_date(value) == expected
+
+
+@pytest.mark.parametrize("value", ["", "yesterday", "Mon, 30 Nov 99999 11:04:26 GMT", "1970"])
+def test_unreadable_dates_parse_to_none(value: str) -> None:
+    assert parse_date(value) is None
+
+
+def test_date_bounds_span_every_utc_offset_or_the_skew_alone() -> None:
+    assert date_bounds(900, any_zone=True) == (WEST_OF_UTC - 900, EAST_OF_UTC + 900)
+    assert (WEST_OF_UTC, EAST_OF_UTC) == (-12 * 3600, 14 * 3600)
+    assert date_bounds(60, any_zone=False) == (-60, 60)
