@@ -10,7 +10,8 @@ head has arrived (a connection that never sends a byte is held forever). This su
   an unterminated header line is cut at the limit, not buffered.
 - a head not received within ``header_timeout`` of the connection opening (or of its first
   byte on a kept-alive connection): 408. A body that receives nothing for ``body_timeout``: 408.
-  Time the server itself stops reading (flow control, pipelining) does not count.
+  Time the server itself is not reading (flow control, pipelining, a ``100-continue`` the app
+  has not asked for yet) does not count.
 - more than ``max_connections`` open connections: the new one is answered 503 and closed.
 
 Each refusal closes the connection. Pass it to uvicorn as ``http=http_protocol(settings)``.
@@ -213,8 +214,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if self.transport.is_closing() or self._awaiting_head:
             return
         now = self.loop.time()
-        if self.flow.read_paused:  # the app has not read what arrived: not the client's delay
-            self._body_seen = now
+        if self.flow.read_paused or self.cycle.waiting_for_100_continue:
+            self._body_seen = now  # the app has not asked for the body yet: not the client's delay
         due = self._body_seen + self.limits.body_timeout
         if now < due:
             self._body_timer = self.loop.call_at(due, self._body_timed_out)
