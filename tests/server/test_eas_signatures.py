@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -294,3 +295,21 @@ def test_the_published_client_in_a_far_zone_is_refused_with_gmt_only_dates(
         assert refused["code"] == 401 and "Date" in refused["error"]
     finally:
         live.stop()
+
+
+def test_the_eas_settings_given_to_app_reach_its_token_guard(serve) -> None:
+    class Echo(servekit.Model):
+        name = "echo"
+        eas_format = "string"
+
+        def predict(self, batch: list[bytes]) -> list[bytes]:
+            return batch
+
+    strict = serve([Echo()], token=TOKEN, eas_date_any_zone=False, eas_date_skew=60)
+    lenient = serve([Echo()], token=TOKEN)
+    path = "/api/predict/echo"
+    two_hours_off = http_date(time.time() + 2 * HOUR)  # local time labelled GMT, UTC+2
+    for live, status in [(strict, 401), (lenient, 200)]:
+        headers = signed(TOKEN, "POST", path, b"x", date=two_hours_off)
+        reply = live.client().post(path, content=b"x", headers=headers)
+        assert reply.status_code == status, reply.text

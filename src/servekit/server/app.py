@@ -18,6 +18,7 @@ from servekit.server import eas as eas_route
 from servekit.server import triton, v2
 from servekit.server.asgi import Receive, Scope, Send, send_bytes, send_json
 from servekit.server.async_inference import AsyncInference, queue_names
+from servekit.server.auth import TokenGuard
 from servekit.server.http_app import HttpApp
 from servekit.server.metrics import render_metrics
 from servekit.server.queue_door import QueueDoor
@@ -149,7 +150,7 @@ class App:
         """The v2 and EAS routes (and the queue door's) on the one HTTP kit."""
         return HttpApp(
             self.routes(),
-            token=self.token,
+            guard=TokenGuard.from_settings(self.settings),
             max_body_size=self.max_body_size,
             startup=self.startup,
             shutdown=self.shutdown,

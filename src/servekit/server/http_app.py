@@ -28,6 +28,8 @@ __all__ = ["HttpApp", "deny_websocket"]
 class HttpApp:
     """An ASGI app serving ``routes``; ``startup``/``shutdown`` run in the lifespan.
 
+    The token rules are ``guard``'s (else a guard for ``token`` with the default EAS rules).
+
     A failing ``startup`` is reported to the server (``lifespan.startup.failed``), which then
     exits instead of serving a half-started app.
     """
@@ -37,12 +39,13 @@ class HttpApp:
         routes: Iterable[Route],
         *,
         token: str | None = None,
+        guard: TokenGuard | None = None,
         max_body_size: int = 64 * 1024 * 1024,
         startup: Hook | None = None,
         shutdown: Hook | None = None,
     ) -> None:
         self.router = Router(routes)
-        self.guard = TokenGuard(token)
+        self.guard = guard or TokenGuard(token)
         self.max_body_size = max_body_size
         self._startup = startup
         self._shutdown = shutdown

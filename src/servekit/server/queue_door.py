@@ -17,8 +17,8 @@ WS         ``_watch_=true _index_ _window_``           push records, one ``DataF
 =========  ==========================================  =============================================
 
 The consumer is ``X-EAS-QueueService-Redis-Uid`` in group ``X-EAS-QueueService-Redis-Gid``
-(default ``eas``). With a token, ``Authorization`` must carry it (raw, ``Bearer`` or an EAS
-signature), else 401.
+(default ``eas``). With a token, ``Authorization`` must carry it (raw, ``Bearer``, or an EAS
+signature on a request without a query string: the signature does not cover one), else 401.
 
 Mounted with ``routes(predict=…, services=…)`` (as ``servekit serve --queue`` does), a POST to
 a model's input queue that is not a queue request (:func:`is_queue_request`: no consumer
