@@ -65,6 +65,9 @@ _MISSING: Any = object()
 #: item size (8 bytes at most here) must fit a signed 64-bit size, even with no elements.
 MAX_DIMS = 64
 MAX_ELEMENTS = 2**60
+#: JSON data of at least this many elements is converted a slice at a time (about this many).
+CHUNK_ELEMENTS = 1 << 18
+_OBJECTS = np.empty(0, dtype=object)
 
 
 def numpy_dtype(datatype: str) -> np.dtype:
@@ -92,12 +95,17 @@ def v2_datatype(dtype: Any) -> str:
 
 
 def decode_tensor(
-    spec: dict[str, Any], raw: bytes | bytearray | memoryview | None = None
+    spec: dict[str, Any],
+    raw: bytes | bytearray | memoryview | None = None,
+    *,
+    consume: bool = False,
 ) -> np.ndarray:
     """Decode one v2 input tensor from its JSON spec, or from ``raw`` binary data if given.
 
     The result is always writable; decoding from a writable buffer (``bytearray``) does not
-    copy numeric data.
+    copy numeric data. With ``consume=True`` a large numeric ``data`` list is emptied as it
+    is converted, so its Python objects are freed while the array fills (peak memory near
+    the list's, not the list's plus the array's).
     """
     if not isinstance(spec, dict):
         raise BadRequest(f"an input must be a JSON object, got {_type_name(spec)}")
@@ -137,6 +145,8 @@ def decode_tensor(
         raise BadRequest(f"input {name!r}: 'data' must be a list, got {_type_name(data)}")
     if datatype == "BYTES":
         return _from_flat(name, datatype, shape, count, data)
+    if count >= CHUNK_ELEMENTS and len(data) > 1:
+        return _numeric_in_chunks(name, datatype, shape, count, data, consume)
     return _numeric_from_json(name, datatype, shape, count, data)
 
 
@@ -181,24 +191,73 @@ def _numeric_from_json(
     target = _NUMERIC[datatype]
     if count == 0:
         return np.empty(shape, dtype=target)
+    if not _vouched(arr, datatype):
+        return _from_flat(name, datatype, shape, count, data)
+    return arr.astype(target, copy=False).reshape(shape)
+
+
+def _vouched(arr: np.ndarray, datatype: str) -> bool:
+    """Whether every element of numpy's guess ``arr`` is a valid value of ``datatype``."""
     kind = arr.dtype.kind
     if datatype == "BOOL":
-        if kind != "b":
-            return _from_flat(name, datatype, shape, count, data)
-    elif target.kind in "iu":
+        return kind == "b"
+    target = _NUMERIC[datatype]
+    if target.kind in "iu":
         if kind not in "iu":
-            return _from_flat(name, datatype, shape, count, data)
-        if arr.dtype != target:
-            lo, hi = _INT_RANGE[datatype]
-            if arr.min() < lo or arr.max() > hi:
-                return _from_flat(name, datatype, shape, count, data)
-    else:
-        if kind not in "fiu":
-            return _from_flat(name, datatype, shape, count, data)
-        limit = _FLOAT_LIMIT.get(datatype)
-        if limit is not None and _may_overflow(arr, limit):
-            return _from_flat(name, datatype, shape, count, data)
-    return arr.astype(target, copy=False).reshape(shape)
+            return False
+        lo, hi = _INT_RANGE[datatype]
+        return arr.dtype == target or not arr.size or (arr.min() >= lo and arr.max() <= hi)
+    limit = _FLOAT_LIMIT.get(datatype)
+    return kind in "fiu" and not (limit is not None and arr.size and _may_overflow(arr, limit))
+
+
+def _numeric_in_chunks(
+    name: str, datatype: str, shape: list[int], count: int, data: list[Any], consume: bool
+) -> np.ndarray:
+    """Large data, converted a slice of ``data`` at a time straight into the result: no
+    full-size intermediate array, and other threads (the event loop) run between slices.
+
+    Slices go from the end, so with ``consume`` each converted slice is deleted cheaply and
+    its objects freed; ``np.empty`` pages are only touched as they fill.
+    """
+    out = np.empty(count, dtype=_NUMERIC[datatype])
+    step = max(1, len(data) * CHUNK_ELEMENTS // count)
+    end = count  # out[end:] is filled
+    stop = len(data)
+    while stop:
+        start = max(0, stop - step)
+        part = data[start:stop]
+        try:
+            arr = np.asarray(part)
+        except (ValueError, TypeError):  # ragged: flatten it exactly below
+            arr = _OBJECTS
+        if arr.dtype.kind == "O" or not _vouched(arr, datatype):
+            arr = _exact_part(name, datatype, data, start, part)
+        if arr.size > end:
+            got = count - end + sum(1 for _ in _flatten(data[:stop]))
+            raise _count_error(name, shape, count, got)
+        out[end - arr.size : end] = arr.reshape(-1)
+        end -= arr.size
+        if consume:
+            del data[start:]
+        stop = start
+    if end:
+        raise _count_error(name, shape, count, count - end)
+    return out.reshape(shape)
+
+
+def _exact_part(
+    name: str, datatype: str, data: list[Any], start: int, part: list[Any]
+) -> np.ndarray:
+    """One slice the fast path could not vouch for: checked element by element."""
+    flat = list(_flatten(part))
+    check = _CHECKS[datatype]
+    for i, value in enumerate(flat):
+        problem = check(datatype, value)
+        if problem:
+            index = sum(1 for _ in _flatten(data[:start])) + i
+            raise BadRequest(f"input {name!r}: element {index} ({_short(value)}) {problem}")
+    return np.array(flat, dtype=_NUMERIC[datatype])
 
 
 def _may_overflow(arr: np.ndarray, limit: float) -> bool:

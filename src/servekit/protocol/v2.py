@@ -151,7 +151,7 @@ def _inputs(
                 )
             raw = view[offset : offset + size]
             offset += size
-        array = decode_tensor(spec, raw)
+        array = decode_tensor(spec, raw, consume=True)  # our own parse: free data as it goes
         name = spec["name"]
         if name in inputs:
             raise BadRequest(f"duplicate input name {name!r}")
