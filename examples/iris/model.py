@@ -17,7 +17,7 @@ MODEL_PATH = Path(os.environ.get("IRIS_MODEL_PATH", Path(__file__).with_name("ir
 
 
 class IrisClassifier(servekit.Model):
-    """Takes rows of 4 measurements (FP32/FP64), returns class probabilities and labels."""
+    """Takes rows of 4 measurements (FP32), returns class probabilities and labels."""
 
     name = "iris"
     version = "1"

@@ -95,3 +95,10 @@ def test_read_only_routes_refuse_other_methods_with_405(live: Any, path: str, me
 def test_trace_is_refused_too(live: Any) -> None:
     request = b"TRACE /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     assert live.raw_exchange(request).startswith((b"HTTP/1.1 405", b"HTTP/1.1 400"))
+
+
+def test_an_unknown_operation_names_the_post_routes_the_model_has(live: Any) -> None:
+    response = live.client().post("/v2/models/doubler/nosuch", json={})
+    assert response.status_code == 404
+    message = response.json()["error"]
+    assert "has no operation 'nosuch'" in message and "(POST: infer, explain)" in message

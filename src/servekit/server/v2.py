@@ -237,8 +237,8 @@ async def operation(runtime: ModelRuntime, op: str, send: Send, body: bytes) -> 
     """``POST …/{op}``: JSON in, ``model.op_<op>(payload)`` in a thread, JSON out."""
     handler = runtime.operations.get(op)
     if handler is None:
-        known = ", ".join(["infer", "explain", "ready", *sorted(runtime.operations)])
-        raise NotFound(f"model '{runtime.model.name}' has no operation '{op}' (has: {known})")
+        known = ", ".join(["infer", "explain", *sorted(runtime.operations)])
+        raise NotFound(f"model '{runtime.model.name}' has no operation '{op}' (POST: {known})")
     try:
         payload = orjson.loads(body) if body else None
     except orjson.JSONDecodeError as exc:
