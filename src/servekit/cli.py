@@ -147,13 +147,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     if args.command == "serve":
+        from servekit.server.loader import ModelCodeError
         from servekit.server.runner import serve
 
         targets, given = _serve_args(args)
         os.environ[SERVE_ARGS_ENV] = shlex.join(argv[argv.index("serve") + 1 :])
         try:
             serve(targets, worker_factory="servekit.cli:worker_app", **given)
-        except (ValueError, TypeError, ImportError) as exc:
+        except ModelCodeError as exc:  # raised in the user's code: show where
+            print(f"servekit: error: {exc}:\n{exc.details}", end="", file=sys.stderr)
+            return 2
+        except (ValueError, TypeError, ImportError) as exc:  # a wrong target or setting
             print(f"servekit: error: {exc}", file=sys.stderr)
             return 2
     return 0

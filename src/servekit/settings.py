@@ -15,6 +15,7 @@ setting                     environment variable                  default       
 ``port``                    ``SERVEKIT_PORT``                     8000
 ``workers``                 ``SERVEKIT_WORKERS``                  1               processes
 ``log_level``               ``SERVEKIT_LOG_LEVEL``                info
+``access_log``              ``SERVEKIT_ACCESS_LOG``               false
 ``token``                   ``SERVEKIT_TOKEN``                    none (open)
 ``max_body_size``           ``SERVEKIT_MAX_BODY_SIZE``            67108864        bytes
 ``public_metrics``          ``SERVEKIT_PUBLIC_METRICS``           false
@@ -227,6 +228,7 @@ class ServerSettings(_Settings):
     port: int = Field(8000, ge=0, le=65535, description="HTTP port")
     workers: int = Field(1, ge=1, description="server processes sharing the port")
     log_level: LogLevel = Field("info", description="uvicorn log level")
+    access_log: bool = Field(False, description="log one line per HTTP request (at info level)")
     token: SecretStr | None = Field(
         None,
         description="require this token in the Authorization header to serve data",

@@ -46,3 +46,46 @@ class Negate(servekit.Model):
 
 VERSIONS = [Negate(name="negate:1"), Negate(name="negate:2")]
 NOT_A_MODEL = 42
+
+
+class SlowLoad(servekit.Model):
+    """``load()`` touches ``loading`` in ``SERVEKIT_TEST_GATE`` and then takes 30 s."""
+
+    name = "slowload"
+
+    def load(self) -> None:
+        gate = os.environ.get("SERVEKIT_TEST_GATE")
+        if gate:
+            (Path(gate) / "loading").touch()
+        time.sleep(30)
+
+    def predict(self, batch: list[Any]) -> list[Any]:
+        return batch
+
+
+class BrokenLoad(servekit.Model):
+    """``load()`` fails the way missing weights do."""
+
+    name = "brokenload"
+
+    def load(self) -> None:
+        _read_weights("/nonexistent/weights.bin")
+
+    def predict(self, batch: list[Any]) -> list[Any]:
+        return batch
+
+
+def _read_weights(path: str) -> None:
+    raise FileNotFoundError(f"weights not found at {path}")
+
+
+class DiesInLoad(servekit.Model):
+    """Its process dies while loading (as a crash in native code would), every time."""
+
+    name = "diesinload"
+
+    def load(self) -> None:
+        os._exit(7)
+
+    def predict(self, batch: list[Any]) -> list[Any]:
+        return batch

@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -93,14 +93,16 @@ def serving(
     cwd: Path = ROOT,
     env: dict[str, str] | None = None,
     ready_headers: dict[str, str] | None = None,
+    ready: bool = True,
+    log_level: str = "warning",
 ) -> Iterator[Served]:
-    """Run ``command serve *args`` on a free port until ready; kill it if still running."""
+    """Run ``command serve *args`` on a free port (until ready); stop it if still running."""
     port = free_port()
     log = tmp_path / f"server-{port}.log"
     full_env = {**os.environ, **(env or {})}
     with log.open("wb") as sink:
         proc = subprocess.Popen(
-            [*command, "serve", *args, "--port", str(port), "--log-level", "warning"],
+            [*command, "serve", *args, "--port", str(port), "--log-level", log_level],
             cwd=cwd,
             env=full_env,
             stdout=sink,
@@ -108,13 +110,18 @@ def serving(
         )
     served = Served(proc, port, log)
     try:
-        served.wait_ready(ready_headers or {})
+        if ready:
+            served.wait_ready(ready_headers or {})
         yield served
     finally:
         served.client.close()
         if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+            proc.terminate()  # not SIGKILL: --workers children would outlive their parent
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
 
 
 def test_python_m_servekit_serves_a_file_target_and_sigterm_drains_queued_work(tmp_path):
@@ -373,3 +380,168 @@ def test_an_invalid_environment_value_is_named_and_exits_2(env, message):
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("servekit: error:") and message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# ---------------------------------------------------------------- failing targets and loads
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_target_that_cannot_load_fails_fast_once_with_any_number_of_workers(workers):
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "servekit", "serve", "nosuch.py:Foo", "--workers", workers,
+         "--port", str(free_port())],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == "servekit: error: no such file: nosuch.py\n"
+    assert time.monotonic() - started < 15
+
+
+@pytest.mark.parametrize(
+    ("target", "cwd"),
+    [("tests/server/cli_broken_import.py:Model", ROOT), ("cli_broken_import:Model", HERE)],
+)
+def test_an_error_inside_the_model_module_shows_its_traceback(target, cwd):
+    done = subprocess.run(
+        [sys.executable, "-m", "servekit", "serve", target, "--workers", "2"],
+        cwd=cwd, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0].startswith("servekit: error: importing ") and lines[0].endswith(" failed:")
+    assert lines[1] == "Traceback (most recent call last):"
+    assert 'cli_broken_import.py", line 5, in <module>' in lines[2]  # the user's line first
+    assert lines[-1] == "ModuleNotFoundError: No module named 'servekit_no_such_dependency'"
+
+
+def test_a_failed_load_is_logged_with_its_traceback(tmp_path):
+    with serving(
+        servekit_command(), f"{MODELS_FILE}:BrokenLoad", tmp_path=tmp_path, ready=False
+    ) as served:
+        error = "FileNotFoundError: weights not found at /nonexistent/weights.bin\n"
+        # stderr is line-buffered: wait for the traceback's last line, after the message's
+        wait_for(lambda: served.output().count(error) == 2, "the load failure is logged")
+        log = served.output()
+        assert "model brokenload failed to load after" in log
+        assert "Traceback (most recent call last):" in log
+        assert "in _read_weights" in log  # the frame inside the user's load()
+        assert served.client.get("/v2/health/ready").status_code == 503
+        assert served.terminate() == 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_a_slow_load_stops_promptly_and_quietly(tmp_path, signum):
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    with serving(
+        [sys.executable, "-m", "servekit"],
+        f"{MODELS_FILE}:SlowLoad",
+        tmp_path=tmp_path,
+        env={"SERVEKIT_TEST_GATE": str(gate)},
+        ready=False,
+    ) as served:
+        wait_for(lambda: (gate / "loading").exists(), "load() has begun")
+        wait_for(served.listening, "the server listens while the model loads")
+        started = time.monotonic()
+        served.proc.send_signal(signum)
+        code = served.proc.wait(timeout=20)
+        took = time.monotonic() - started
+        output = served.output()
+    assert code == 0, output
+    assert took < 3.0, f"stopping took {took:.1f} s (load() takes 30 s)"
+    assert "Traceback" not in output and "Event loop is closed" not in output, output
+
+
+# ---------------------------------------------------------------- logs
+
+
+def test_startup_logs_each_model_its_urls_its_load_time_and_the_doors(tmp_path):
+    tcp_port = free_port()
+    with serving(
+        servekit_command(),
+        f"{MODELS_FILE}:VERSIONS",
+        "--tcp-port",
+        str(tcp_port),
+        tmp_path=tmp_path,
+        log_level="info",
+    ) as served:
+        wait_for(lambda: "negate:2 loaded in" in served.output(), "the load time is logged")
+        log = served.output()
+        assert f"HTTP on http://127.0.0.1:{served.port}; TCP on 127.0.0.1:{tcp_port}" in log
+        assert f"TCP door listening on 127.0.0.1:{tcp_port}" in log
+        assert (
+            "model negate (version 1): POST /v2/models/negate/infer,"
+            " /v2/models/negate/versions/1/infer, /api/predict/negate (EAS)"
+        ) in log
+        assert "model negate (version 2)" in log
+        assert "model negate:1 loaded in " in log
+        assert served.terminate() == 0
+
+
+@pytest.mark.parametrize("flag", [[], ["--access-log"]])
+def test_the_access_log_is_off_by_default_and_on_with_access_log(tmp_path, flag):
+    with serving(
+        servekit_command(), f"{MODELS_FILE}:Echo", *flag, tmp_path=tmp_path, log_level="info"
+    ) as served:
+        assert served.client.post("/v2/models/echo/infer", json=row(1)).status_code == 200
+        assert served.terminate() == 0
+        logged = '"POST /v2/models/echo/infer HTTP/1.1" 200' in served.output()
+    assert logged == bool(flag), served.output()
+
+
+# ---------------------------------------------------------------- worker processes
+
+
+def _worker_pid(served: Served) -> int:
+    with httpx.Client(base_url=served.url, timeout=5.0) as fresh:  # a new connection
+        return int(fresh.get("/").json()["pid"])
+
+
+def test_a_worker_that_dies_is_replaced(tmp_path):
+    with serving(
+        [sys.executable, "-m", "servekit"],
+        f"{MODELS_FILE}:Echo",
+        "--workers",
+        "2",
+        tmp_path=tmp_path,
+        log_level="info",
+    ) as served:
+        victim = _worker_pid(served)
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: "was killed by SIGKILL" in served.output(), "the death is reported")
+        pids: set[int] = set()
+
+        def replaced() -> bool:
+            with suppress(httpx.TransportError):
+                pids.add(_worker_pid(served))
+            return len(pids - {victim}) == 2
+
+        wait_for(replaced, "a new worker serves next to the survivor", timeout=30)
+        assert f"(pid {victim}) was killed by SIGKILL" in served.output()
+        assert served.terminate() == 0
+
+
+def test_a_worker_that_keeps_dying_is_backed_off_and_reported(tmp_path):
+    with serving(
+        [sys.executable, "-m", "servekit"],
+        f"{MODELS_FILE}:DiesInLoad",
+        "--workers",
+        "2",
+        tmp_path=tmp_path,
+        ready=False,
+    ) as served:
+        wait_for(lambda: "replacing it in 1.0 s" in served.output(), "backoff grows", timeout=30)
+        log = served.output()
+        assert "exited with code 7" in log and "(death 3 in a row)" in log
+        assert "Traceback" not in log
+        started = time.monotonic()
+        assert served.terminate() == 0  # also while a replacement waits its turn
+        assert time.monotonic() - started < 5
+
+
+def test_restart_delays_double_up_to_a_cap():
+    from servekit.server.workers import MAX_DELAY, restart_delay
+
+    assert [restart_delay(n) for n in range(1, 6)] == [0.0, 0.5, 1.0, 2.0, 4.0]
+    assert restart_delay(100) == MAX_DELAY

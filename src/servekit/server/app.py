@@ -113,6 +113,16 @@ class App:
             self.tcp = TcpDoor.from_settings(self.registry, self.settings)
             self.tcp_port = await self.tcp.start(self.tcp_host, self.tcp_port)
             log.info("TCP door listening on %s:%d", self.tcp_host, self.tcp_port)
+        for runtime in self.registry:
+            model = runtime.model
+            base = f"/v2/models/{model.name}"
+            urls = [f"{base}/infer"]
+            if model.version:
+                urls.append(f"{base}/versions/{model.version}/infer")
+            door = "queue" if self.queue_door is not None else "EAS"
+            urls.append(f"/api/predict/{model.name} ({door})")
+            version = model.version or "none"
+            log.info("model %s (version %s): POST %s", model.name, version, ", ".join(urls))
 
     async def _freeze_gc_when_loaded(self) -> None:
         # Everything loaded so far (weights, modules) lives for the whole process: moving it

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -107,17 +110,54 @@ class ModelRuntime:
         await self.batcher.start()
 
     async def load(self) -> None:
-        """Run ``model.load()`` in a thread; a failure is recorded and reported, not hidden."""
+        """Run ``model.load()`` in a daemon thread; a failure is recorded and logged in full.
+
+        Not the loop's executor: interpreter exit waits for executor threads, so a server told
+        to stop mid-load would hang until the load ended. A daemon thread is abandoned instead.
+        """
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def settle(error: BaseException | None) -> None:
+            if done.done():
+                return
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
+
+        def run() -> None:
+            error: BaseException | None = None
+            try:
+                self.model.load()
+            except Exception as exc:  # the model's failure, reported below
+                error = exc
+            except BaseException as exc:  # SystemExit in a thread would end it silently
+                error = RuntimeError(f"load() raised {exc!r}")
+            # a closed loop (RuntimeError): the server stopped while the model loaded
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(settle, error)
+
+        name = self.model.full_name
+        started = time.monotonic()
+        threading.Thread(target=run, name=f"servekit-load-{name}", daemon=True).start()
         try:
-            await asyncio.to_thread(self.model.load)
+            await done
         except Exception as exc:  # any load failure is the model's state, shown at /ready
             self.state = FAILED
             self.load_error = f"{type(exc).__name__}: {exc}"
-            log.error("model %s failed to load: %s", self.model.full_name, self.load_error)
+            took = time.monotonic() - started
+            log.error(
+                "model %s failed to load after %.2f s: %s",
+                name,
+                took,
+                self.load_error,
+                exc_info=exc,
+            )
             return
         if self.state == LOADING:
             self.state = READY
-            log.info("model %s is ready", self.model.full_name)
+            log.info("model %s loaded in %.2f s: ready", name, time.monotonic() - started)
 
     async def stop(self, timeout: float) -> None:
         self.state = DRAINING
