@@ -110,6 +110,9 @@ class Model:
             if attr.startswith("op_") and callable(getattr(self, attr))
         }
 
+    def _outputs(self, outputs: Any, count: int) -> list[Any]:
+        return _listed(outputs, str(self.name), count)
+
     def run_batch(self, batch: list[Any]) -> list[Any]:
         """preprocess → predict → postprocess, isolating per-item hook failures."""
         cls = type(self)
@@ -117,12 +120,7 @@ class Model:
             batch = [isolate(self.preprocess, item) for item in batch]
         if any(isinstance(item, BaseException) for item in batch):
             live = [item for item in batch if not isinstance(item, BaseException)]
-            predicted = list(self.predict(live)) if live else []
-            if len(predicted) != len(live):
-                raise ModelError(
-                    f"model '{self.name}' returned {len(predicted)} results for a batch of"
-                    f" {len(live)} items; predict must return exactly one result per item"
-                )
+            predicted = self._outputs(self.predict(live), len(live)) if live else []
             outputs = iter(predicted)
             outputs_list = [
                 item if isinstance(item, BaseException) else next(outputs) for item in batch
@@ -130,11 +128,29 @@ class Model:
         else:
             outputs_list = self.predict(batch)
         if cls.postprocess is not Model.postprocess:
+            outputs_list = self._outputs(outputs_list, len(batch))
             outputs_list = [
                 out if isinstance(out, BaseException) else isolate(self.postprocess, out)
                 for out in outputs_list
             ]
         return outputs_list
+
+
+def _listed(outputs: Any, model: str, count: int) -> list[Any]:
+    """``predict``'s return value as a list of ``count`` results, or a clear ``ModelError``."""
+    try:
+        listed = outputs if isinstance(outputs, list) else list(outputs)
+    except TypeError:
+        raise ModelError(
+            f"model '{model}' predict returned {type(outputs).__name__}; it must return a list"
+            f" with one result per item ({count} here)"
+        ) from None
+    if len(listed) != count:
+        raise ModelError(
+            f"model '{model}' returned {len(listed)} results for a batch of {count} items;"
+            " predict must return exactly one result per item"
+        )
+    return listed
 
 
 def isolate(hook: Any, value: Any) -> Any:

@@ -128,3 +128,22 @@ def test_repeated_model_failures_log_one_traceback(serve, caplog):
         assert "all input arrays must have the same shape" in response.json()["error"]
     tracebacks = [r for r in caplog.records if r.exc_info is not None]
     assert len(tracebacks) == 1, [r.getMessage() for r in tracebacks[:3]]
+
+
+class Forgetful(servekit.Model):
+    """predict returns None; postprocess is overridden, so run_batch reads the outputs."""
+
+    name = "forgetful"
+
+    def predict(self, batch: list[np.ndarray]) -> list[np.ndarray]:
+        return None  # type: ignore[return-value]
+
+    def postprocess(self, output: np.ndarray) -> np.ndarray:
+        return output
+
+
+def test_predict_returning_none_says_what_predict_must_return(serve):
+    live = serve([Forgetful()])
+    response = live.client().post("/v2/models/forgetful/infer", json=rows(2))
+    assert response.status_code == 500
+    assert "predict returned NoneType; it must return a list" in response.json()["error"]
