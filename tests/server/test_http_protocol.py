@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,10 +20,10 @@ TIMEOUT = 0.5  # body_timeout and header_timeout, seconds
 
 
 async def slow_reader(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Wait 3 timeouts before reading the body; answer its length."""
+    """Wait almost 3 timeouts before reading the body; answer its length."""
     if scope["type"] != "http":
         return
-    await asyncio.sleep(3 * TIMEOUT)
+    await asyncio.sleep(2.9 * TIMEOUT)  # asks just before the server's third check
     size, more = 0, True
     while more:
         message = await receive()
@@ -67,6 +68,7 @@ def test_a_client_waiting_for_100_continue_is_not_cut(server: LiveServer) -> Non
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(post(5, "Expect: 100-continue", "Connection: close"))
         assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue")
+        time.sleep(0.4 * TIMEOUT)  # within body_timeout of being asked
         sock.sendall(b"hello")
         reply = reply_of(sock)
     assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]

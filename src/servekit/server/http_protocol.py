@@ -94,6 +94,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._body_seen = 0.0  # loop time the body last received bytes
+        self._head_held = self._body_held = False  # the server held reading at the last tick
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -199,7 +200,10 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._head_timer = None
         if self.transport.is_closing() or not self._awaiting_head:
             return
-        if self.flow.read_paused:  # the server is not reading: not the client's delay
+        if self.flow.read_paused or self._head_held:
+            # the server is not reading: not the client's delay; once it reads again, the
+            # client has a whole period more (the pause may have ended just before this tick)
+            self._head_held = self.flow.read_paused
             self._head_timer = self.loop.call_later(
                 self.limits.header_timeout, self._head_timed_out
             )
@@ -214,8 +218,12 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if self.transport.is_closing() or self._awaiting_head:
             return
         now = self.loop.time()
-        if self.flow.read_paused or self.cycle.waiting_for_100_continue:
-            self._body_seen = now  # the app has not asked for the body yet: not the client's delay
+        held = self.flow.read_paused or self.cycle.waiting_for_100_continue
+        if held or self._body_held:
+            # the app has not asked for (more of) the body: not the client's delay; once it
+            # has, the client has a whole period more (it may have asked just before this tick)
+            self._body_held = held
+            self._body_seen = now
         due = self._body_seen + self.limits.body_timeout
         if now < due:
             self._body_timer = self.loop.call_at(due, self._body_timed_out)
