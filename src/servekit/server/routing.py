@@ -89,12 +89,11 @@ class Route:
 
 
 class _Pattern:
-    __slots__ = ("literals", "names", "rest")
+    __slots__ = ("checks", "last", "literals", "params", "rest")
 
     def __init__(self, template: str) -> None:
         parts = template.strip("/").split("/") if template.strip("/") else []
         self.literals: list[str | None] = []
-        self.names: list[str] = []
         self.rest: str | None = None
         for i, part in enumerate(parts):
             if part.startswith("{") and part.endswith("}"):
@@ -105,25 +104,28 @@ class _Pattern:
                     self.rest = name
                     break
                 self.literals.append(None)
-                self.names.append(name)
             else:
                 self.literals.append(part)
+        names = [p[1:-1] for p in parts[: len(self.literals)] if p.startswith("{")]
+        self.checks = [(i, lit) for i, lit in enumerate(self.literals) if lit is not None]
+        slots = [i for i, lit in enumerate(self.literals) if lit is None]
+        self.params = list(zip(slots, names, strict=True))
+        #: the last segment when it is literal and nothing follows (the router's index)
+        self.last = self.literals[-1] if self.literals and self.rest is None else None
 
     def match(self, segments: list[str]) -> dict[str, str] | None:
-        literals = self.literals
-        n = len(literals)
+        n = len(self.literals)
         if len(segments) < n or (self.rest is None and len(segments) != n):
             return None
-        params: dict[str, str] = {}
-        names = iter(self.names)
-        for literal, segment in zip(literals, segments, strict=False):
-            if literal is None:
-                value = unquote(segment)
-                if not value or "/" in value:  # an encoded slash names nothing we serve
-                    return None
-                params[next(names)] = value
-            elif literal != segment:
+        for i, literal in self.checks:  # literals first: cheap, and most candidates stop here
+            if segments[i] != literal:
                 return None
+        params: dict[str, str] = {}
+        for i, name in self.params:
+            value = unquote(segments[i])
+            if not value or "/" in value:  # an encoded slash names nothing we serve
+                return None
+            params[name] = value
         if self.rest is not None:
             rest = segments[n:]
             if not rest or not rest[0]:
@@ -142,7 +144,7 @@ class Router:
     def __init__(self, routes: Iterable[Route] = ()) -> None:
         self._templates: list[tuple[_Pattern, dict[str, Route]]] = []
         self._by_template: dict[str, dict[str, Route]] = {}
-        self._by_length: dict[int, list[tuple[_Pattern, dict[str, Route]]]] = {}
+        self._by_length: dict[int, dict[str | None, list[tuple[_Pattern, dict[str, Route]]]]] = {}
         for route in routes:
             self.add(route)
 
@@ -157,17 +159,25 @@ class Router:
                 raise ValueError(f"{method} {route.template} is routed twice")
             methods[method] = route
 
-    def _candidates(self, length: int) -> list[tuple[_Pattern, dict[str, Route]]]:
-        """The templates that can match a path of ``length`` segments, in order."""
-        found = self._by_length.get(length)
-        if found is None:
-            found = self._by_length[length] = [
+    def _candidates(self, segments: list[str]) -> list[tuple[_Pattern, dict[str, Route]]]:
+        """The templates that can match ``segments``, in order (indexed by length and the
+        last segment, so ``…/infer`` is not tried against ``…/ready``)."""
+        length = len(segments)
+        index = self._by_length.get(length)
+        if index is None:
+            fits = [
                 (pattern, methods)
                 for pattern, methods in self._templates
                 if len(pattern.literals) == length
                 or (pattern.rest is not None and len(pattern.literals) < length)
             ]
-        return found
+            index = self._by_length[length] = {
+                last: [c for c in fits if c[0].last is None or c[0].last == last]
+                for last in {c[0].last for c in fits} | {None}
+            }
+        last = segments[-1] if segments else None
+        found = index.get(last)
+        return found if found is not None else index[None]
 
     def resolve(self, scope: Scope) -> tuple[Route, dict[str, str]]:
         """The route and its parameters; ``NotFound`` or ``MethodNotAllowed`` otherwise."""
@@ -176,7 +186,7 @@ class Router:
         if segments == [""]:
             segments = []
         method = "WEBSOCKET" if scope["type"] == "websocket" else scope["method"]
-        for pattern, methods in self._candidates(len(segments)):
+        for pattern, methods in self._candidates(segments):
             params = pattern.match(segments)
             if params is None:
                 continue
