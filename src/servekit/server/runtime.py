@@ -8,7 +8,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from typing import Any
 
 from servekit.batching import Batcher, BatchPolicy, CancelToken, ThreadFuture
@@ -44,27 +44,28 @@ class ModelRuntime:
         self.operations = model.operations()
         self._validates = type(model).validate is not Model.validate
 
-    async def infer(
+    def infer(
         self,
         items: Sequence[Any],
         *,
         request: Any = None,
         deadline: float | None = None,
         cancelled_by: asyncio.Future[Any] | None = None,
-    ) -> list[Any]:
-        """Run ``items`` through the model's batcher; results in order, one per item.
+    ) -> Coroutine[Any, Any, list[Any]]:
+        """Run ``items`` through the model's batcher: ``await`` it for the results, in order.
 
         ``request`` is what ``Model.validate`` sees (the request as its door decoded it;
         default: the items). ``deadline`` is on :meth:`now`'s clock: work still queued then
         fails with ``DeadlineExceeded`` (504). When ``cancelled_by`` completes (the client
-        disconnected) work that has not run is dropped.
+        disconnected) work that has not run is dropped. The checks run at the call; the
+        batcher's own coroutine is returned as is (one coroutine less per request).
         """
         self.check_ready()
         if self._validates:
             self._validate(items if request is None else request)
         if deadline is not None and deadline <= self.batcher.now():
             raise DeadlineExceeded("the request's timeout had already passed when it arrived")
-        return await self.batcher.run(items, deadline=deadline, cancelled_by=cancelled_by)
+        return self.batcher.run(items, deadline=deadline, cancelled_by=cancelled_by)
 
     def infer_threadsafe(
         self,
