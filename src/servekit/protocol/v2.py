@@ -315,6 +315,8 @@ class InputSignature:
     def __init__(self, model_name: str, declared: Iterable[TensorDescription]) -> None:
         self.model_name = model_name
         self._specs: dict[str, tuple[str, np.dtype, list[int]]] = {}
+        # per input: its dtype, rank and the (axis, size) pairs that are fixed (not -1)
+        self._fast: dict[str, tuple[np.dtype, int, tuple[tuple[int, int], ...]]] = {}
         for tensor in declared:
             try:
                 meta = _tensor_metadata(tensor)
@@ -327,6 +329,8 @@ class InputSignature:
             if name in self._specs:
                 raise ModelError(f"model '{model_name}' declares input {name!r} twice")
             self._specs[name] = (datatype, numpy_dtype(datatype), shape)
+            fixed = tuple((axis, size) for axis, size in enumerate(shape) if size != -1)
+            self._fast[name] = (numpy_dtype(datatype), len(shape), fixed)
         self._names = self._specs.keys()
 
     def check(self, inputs: Mapping[str, np.ndarray]) -> None:
@@ -334,17 +338,19 @@ class InputSignature:
         declared datatype and shape."""
         if inputs.keys() != self._names:
             raise self._names_error(inputs)
+        fast = self._fast
         for name, array in inputs.items():
-            datatype, dtype, shape = self._specs[name]
-            if array.dtype != dtype:
+            dtype, rank, fixed = fast[name]
+            got_dtype = array.dtype
+            if got_dtype is not dtype and got_dtype != dtype:
+                datatype = self._specs[name][0]
                 raise BadRequest(
-                    f"input {name!r}: datatype {v2_datatype(array.dtype)}, but model "
+                    f"input {name!r}: datatype {v2_datatype(got_dtype)}, but model "
                     f"'{self.model_name}' expects {datatype}"
                 )
             got = array.shape
-            if len(got) != len(shape) or any(
-                d != -1 and d != g for d, g in zip(shape, got, strict=True)
-            ):
+            if len(got) != rank or any(got[axis] != size for axis, size in fixed):
+                shape = self._specs[name][2]
                 raise BadRequest(
                     f"input {name!r}: shape {list(got)} does not match the shape {shape} "
                     f"model '{self.model_name}' expects (-1: any size)"
