@@ -102,3 +102,15 @@ def test_an_unknown_operation_names_the_post_routes_the_model_has(live: Any) -> 
     assert response.status_code == 404
     message = response.json()["error"]
     assert "has no operation 'nosuch'" in message and "(POST: infer, explain)" in message
+
+
+def test_a_resolved_path_is_remembered_but_refusals_are_not() -> None:
+    router = Router([Route.http("POST", "/v2/models/{name}/infer", nothing)])
+    first = router.resolve(scope("POST", b"/v2/models/m/infer"))
+    assert router.resolve(scope("POST", b"/v2/models/m/infer")) is first
+    for _ in range(2):
+        with pytest.raises(MethodNotAllowed):
+            router.resolve(scope("GET", b"/v2/models/m/infer"))
+    for n in range(3000):  # bounded: the cache is cleared when full, answers stay right
+        _, params = router.resolve(scope("POST", b"/v2/models/m%d/infer" % n))
+        assert params == {"name": f"m{n}"}

@@ -134,6 +134,9 @@ class _Pattern:
         return params
 
 
+_CACHED_PATHS = 1024
+
+
 class Router:
     """Finds the route for a request: its handler and parameters, else 404 or 405.
 
@@ -145,6 +148,8 @@ class Router:
         self._templates: list[tuple[_Pattern, dict[str, Route]]] = []
         self._by_template: dict[str, dict[str, Route]] = {}
         self._by_length: dict[int, dict[str | None, list[tuple[_Pattern, dict[str, Route]]]]] = {}
+        # (method, raw path) -> its route and parameters: the hot routes repeat to the byte
+        self._resolved: dict[tuple[str, bytes], tuple[Route, dict[str, str]]] = {}
         for route in routes:
             self.add(route)
 
@@ -154,6 +159,7 @@ class Router:
             methods = self._by_template[route.template] = {}
             self._templates.append((_Pattern(route.template), methods))
             self._by_length.clear()  # rebuilt on the next request
+        self._resolved.clear()
         for method in route.methods:
             if method in methods:
                 raise ValueError(f"{method} {route.template} is routed twice")
@@ -180,12 +186,27 @@ class Router:
         return found if found is not None else index[None]
 
     def resolve(self, scope: Scope) -> tuple[Route, dict[str, str]]:
-        """The route and its parameters; ``NotFound`` or ``MethodNotAllowed`` otherwise."""
+        """The route and its parameters; ``NotFound`` or ``MethodNotAllowed`` otherwise.
+
+        Handlers must treat the parameters as read-only: a path seen before gets the same
+        dict again (a bounded cache of recent paths, cleared when full).
+        """
         raw: bytes = scope.get("raw_path") or scope["path"].encode("latin-1")
+        method = "WEBSOCKET" if scope["type"] == "websocket" else scope["method"]
+        key = (method, raw)
+        found = self._resolved.get(key)
+        if found is not None:
+            return found
+        found = self._resolve(scope, raw, method)
+        if len(self._resolved) >= _CACHED_PATHS:
+            self._resolved.clear()
+        self._resolved[key] = found
+        return found
+
+    def _resolve(self, scope: Scope, raw: bytes, method: str) -> tuple[Route, dict[str, str]]:
         segments = raw.partition(b"?")[0].decode("latin-1").strip("/").split("/")
         if segments == [""]:
             segments = []
-        method = "WEBSOCKET" if scope["type"] == "websocket" else scope["method"]
         for pattern, methods in self._candidates(segments):
             params = pattern.match(segments)
             if params is None:
