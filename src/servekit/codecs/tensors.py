@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from servekit.codecs._json_numbers import MalformedArray, NotPlain, NumberArray
 from servekit.errors import BadRequest, ModelError
 
 __all__ = [
@@ -68,6 +69,7 @@ MAX_ELEMENTS = 2**60
 #: JSON data of at least this many elements is converted a slice at a time (about this many).
 CHUNK_ELEMENTS = 1 << 18
 _OBJECTS = np.empty(0, dtype=object)
+_EXACT_INT = 2**53  # every integer up to this magnitude is exact in float64
 
 
 def numpy_dtype(datatype: str) -> np.dtype:
@@ -105,7 +107,8 @@ def decode_tensor(
     The result is always writable; decoding from a writable buffer (``bytearray``) does not
     copy numeric data. With ``consume=True`` a large numeric ``data`` list is emptied as it
     is converted, so its Python objects are freed while the array fills (peak memory near
-    the list's, not the list's plus the array's).
+    the list's, not the list's plus the array's). The v2 decoder may pass ``data`` as a
+    ``NumberArray`` cut from a large body, converted from its text a piece at a time.
     """
     if not isinstance(spec, dict):
         raise BadRequest(f"an input must be a JSON object, got {_type_name(spec)}")
@@ -142,7 +145,15 @@ def decode_tensor(
         raise BadRequest(f"input {name!r}: missing 'data'")
     data = spec["data"]
     if not isinstance(data, list):
+        if isinstance(data, NumberArray):  # cut from a large body by the v2 decoder
+            return _numeric_from_text(name, datatype, shape, count, data)
         raise BadRequest(f"input {name!r}: 'data' must be a list, got {_type_name(data)}")
+    return _from_list(name, datatype, shape, count, data, consume)
+
+
+def _from_list(
+    name: str, datatype: str, shape: list[int], count: int, data: list[Any], consume: bool
+) -> np.ndarray:
     if datatype == "BYTES":
         return _from_flat(name, datatype, shape, count, data)
     if count >= CHUNK_ELEMENTS and len(data) > 1:
@@ -260,6 +271,80 @@ def _exact_part(
     return np.array(flat, dtype=_NUMERIC[datatype])
 
 
+def _numeric_from_text(
+    name: str, datatype: str, shape: list[int], count: int, array: NumberArray
+) -> np.ndarray:
+    """Numbers cut from a large body, converted from their text a piece at a time: the array
+    the parsed list would give, without a Python object per element at once."""
+    try:
+        try:
+            return _from_pieces(name, datatype, shape, count, array)
+        except NotPlain:
+            pass  # read it whole below, once this block's traceback has let the pieces go
+        return _from_list(name, datatype, shape, count, array.load(), consume=True)
+    except MalformedArray as exc:
+        raise BadRequest(f"malformed JSON in request body: input {name!r}: 'data' {exc}") from None
+
+
+def _from_pieces(
+    name: str, datatype: str, shape: list[int], count: int, array: NumberArray
+) -> np.ndarray:
+    if datatype != "BOOL" and array.has_booleans():
+        raise NotPlain  # numpy folds booleans into numbers, or not, by what shares a slice
+    total = array.elements()
+    if total != count:
+        for _ in array.pieces():  # a malformed array says so before its count is trusted
+            pass
+        raise _count_error(name, shape, count, total)
+    if datatype == "BYTES":  # numbers only: the first element is already wrong
+        _raise_first_problem(name, datatype, next(array.pieces()), 0)
+        raise NotPlain  # not reached: no number is a string
+    out = np.empty(count, dtype=_NUMERIC[datatype])
+    done = 0
+    for part in array.pieces():
+        arr = _piece(name, datatype, part, done)
+        out[done : done + arr.size] = arr
+        done += arr.size
+    return out.reshape(shape)
+
+
+def _piece(name: str, datatype: str, part: list[Any], offset: int) -> np.ndarray:
+    """One piece's numbers (elements ``offset`` on), checked as a slice of a parsed list is."""
+    try:
+        arr = np.asarray(part)
+    except (ValueError, TypeError, OverflowError):
+        arr = _OBJECTS
+    if datatype in ("FP16", "FP32") and _huge_int(arr, part):
+        raise NotPlain
+    if arr.dtype.kind == "O" or not _vouched(arr, datatype):
+        _raise_first_problem(name, datatype, part, offset)
+        return np.array(part, dtype=_NUMERIC[datatype])
+    return arr
+
+
+def _huge_int(arr: np.ndarray, part: list[Any]) -> bool:
+    """Whether ``part`` may hold an integer past 2**53: float64 cannot hold it exactly, so
+    whether it reaches FP32 rounded once or twice depends on which numbers share its slice
+    (its piece here, another slice when the list is parsed whole)."""
+    kind = arr.dtype.kind
+    if not arr.size:
+        return False
+    if kind in "iu":
+        return bool(arr.max() > _EXACT_INT or arr.min() < -_EXACT_INT)
+    if kind == "f" and not np.abs(arr).max() > _EXACT_INT:
+        return False
+    return kind in "fO" and any(type(v) is int and abs(v) > _EXACT_INT for v in part)
+
+
+
+def _raise_first_problem(name: str, datatype: str, values: list[Any], offset: int) -> None:
+    check = _CHECKS[datatype]
+    for i, value in enumerate(values):
+        problem = check(datatype, value)
+        if problem:
+            raise BadRequest(f"input {name!r}: element {offset + i} ({_short(value)}) {problem}")
+
+
 def _may_overflow(arr: np.ndarray, limit: float) -> bool:
     # The sum of squares bounds every element and costs one BLAS call; a false alarm
     # (many large values) only sends the data down the exact path.
@@ -277,11 +362,7 @@ def _from_flat(
     flat = list(_flatten(data))
     if len(flat) != count:
         raise _count_error(name, shape, count, len(flat))
-    check = _CHECKS[datatype]
-    for i, value in enumerate(flat):
-        problem = check(datatype, value)
-        if problem:
-            raise BadRequest(f"input {name!r}: element {i} ({_short(value)}) {problem}")
+    _raise_first_problem(name, datatype, flat, 0)
     if datatype == "BYTES":
         out = np.empty(count, dtype=object)
         out[:] = [v.encode() if isinstance(v, str) else bytes(v) for v in flat]

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from servekit.codecs._json_numbers import NumberArray, cut_number_arrays
 from servekit.codecs.tensors import (
     V2_DATATYPES,
     decode_tensor,
@@ -35,6 +36,10 @@ __all__ = [
 ]
 
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+#: A JSON document at least this large has its inputs' numeric ``data`` arrays of at least
+#: ``MIN_CUT_BYTES`` read from the text a piece at a time (`servekit.codecs._json_numbers`).
+LARGE_JSON_BYTES = 1 << 20
+MIN_CUT_BYTES = 1 << 16
 
 
 @dataclass
@@ -89,7 +94,10 @@ def parse_infer_request(
                 f"only {size} bytes"
             )
         header_end = json_length
-    doc = _load_json(body if json_length is None else view[:header_end])
+    if header_end >= LARGE_JSON_BYTES and isinstance(body, (bytes, bytearray)):
+        doc = _load_large_json(body, header_end)
+    else:
+        doc = _load_json(body if json_length is None else view[:header_end])
     if not isinstance(doc, dict):
         raise BadRequest(f"request body must be a JSON object, got {_json_kind(doc)}")
     request_id = doc.get("id")
@@ -115,6 +123,31 @@ def _load_json(header: bytes | bytearray | memoryview) -> Any:
         return orjson.loads(header)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"malformed JSON in request body: {exc}") from None
+
+
+def _load_large_json(body: bytes | bytearray, end: int) -> Any:
+    """``body[:end]`` parsed with each input's large numeric ``data`` left as text (a
+    ``NumberArray``): orjson would build a Python object per number."""
+    cut = cut_number_arrays(body, end, MIN_CUT_BYTES)
+    if cut is None:
+        return _load_json(memoryview(body)[:end])
+    rest, arrays = cut
+    doc = _load_json(rest)  # a cut array was a value: the rest is valid if the body was
+    if not _place_arrays(doc, arrays):
+        return _load_json(memoryview(body)[:end])  # a cut was not an input's data after all
+    return doc
+
+
+def _place_arrays(doc: Any, arrays: dict[str, NumberArray]) -> bool:
+    """Put each cut array back as its input's ``data``; False if one is found elsewhere."""
+    specs = doc.get("inputs") if isinstance(doc, dict) else None
+    placed = 0
+    for spec in specs if isinstance(specs, list) else ():
+        data = spec.get("data") if isinstance(spec, dict) else None
+        if isinstance(data, str) and data in arrays:
+            spec["data"] = arrays[data]
+            placed += 1
+    return placed == len(arrays)
 
 
 def _inputs(
