@@ -231,6 +231,39 @@ def _serve(side: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
                 proc.wait()
 
 
+def drive_server(
+    command: list[str], port: int, connections: int, seconds: float
+) -> dict[str, float]:
+    """Start ``command`` (a server on ``port``), warm it up, drive it with wrk for ``seconds``,
+    stop it: req/s, the server's CPU per request (``/proc/<pid>/stat``) and error count."""
+    proc = subprocess.Popen(command, cwd=BENCH_DIR.parent, stdout=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http_ok(base + "/v2/health/ready", timeout=30.0, proc=proc)
+        run_wrk(base, connections, 1.0)  # warm-up
+        before = process_cpu_seconds(proc.pid)
+        result = run_wrk(base, connections, seconds)
+        cpu = process_cpu_seconds(proc.pid) - before
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return {
+        "req_per_s": result["req_per_s"],
+        "cpu_us_per_req": 1e6 * cpu / max(result["requests"], 1),
+        "errors": result["non200"] + result["socket_errors"],
+    }
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def request_body() -> bytes:
     """One v2 JSON infer request: a single FP32 [1, 16] row."""
     row = [round(0.1 * i, 1) for i in range(16)]

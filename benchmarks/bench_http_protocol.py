@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -50,30 +47,10 @@ def serve_app(side: str, port: int) -> None:
     )
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def one_run(side: str, connections: int, seconds: float) -> dict[str, float]:
     port = free_port()
     command = [sys.executable, __file__, "--serve", side, "--port", str(port)]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        bench_http.wait_http_ok(base + "/v2/health/ready", timeout=30.0, proc=proc)
-        bench_http.run_wrk(base, connections, 1.0)
-        before = _cpu_seconds(proc.pid)
-        result = bench_http.run_wrk(base, connections, seconds)
-        cpu = _cpu_seconds(proc.pid) - before
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(15)
-    return {
-        "req_per_s": result["req_per_s"],
-        "cpu_us_per_req": 1e6 * cpu / max(result["requests"], 1),
-        "errors": result["non200"] + result["socket_errors"],
-    }
+    return bench_http.drive_server(command, port, connections, seconds)
 
 
 def main(quick: bool = False) -> dict[str, Any]:

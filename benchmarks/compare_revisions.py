@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -55,31 +54,11 @@ def old_python(rev: str) -> Path:
     return python
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def http_round(python: Path, connections: int, seconds: float) -> dict[str, float]:
     port = free_port()
     command = bench_http._server_commands(port)["servekit"]
     command[0] = str(python)
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        bench_http.wait_http_ok(base + "/v2/health/ready", timeout=30.0, proc=proc)
-        bench_http.run_wrk(base, connections, 1.0)  # warm-up
-        before = _cpu_seconds(proc.pid)
-        result = bench_http.run_wrk(base, connections, seconds)
-        cpu = _cpu_seconds(proc.pid) - before
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(15)
-    return {
-        "req_per_s": result["req_per_s"],
-        "cpu_us_per_req": 1e6 * cpu / max(result["requests"], 1),
-        "errors": result["non200"] + result["socket_errors"],
-    }
+    return bench_http.drive_server(command, port, connections, seconds)
 
 
 def dynbatch_round(python: Path, seconds: float) -> dict[str, float]:
