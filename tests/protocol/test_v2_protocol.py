@@ -371,3 +371,26 @@ def test_server_metadata_uses_v2_field_names():
         "version": "0.1.0",
         "extensions": ["binary_tensor_data"],
     }
+
+
+def test_an_indented_body_with_a_long_array_is_read_although_orjson_refuses_it() -> None:
+    # orjson 3.13 answers "failed to allocate memory" for this valid document
+    data = ",".join(["1"] * 150_000)
+    body = (
+        '{\n  "inputs": [{"name": "x", "shape": [150000], "datatype": "FP32", "data": ['
+        + data
+        + "]}]}"
+    ).encode()
+    request = parse_infer_request(body)
+    assert request.inputs["x"].shape == (150_000,) and request.inputs["x"].sum() == 150_000
+
+
+def test_the_fallback_parser_still_refuses_nan() -> None:
+    data = ",".join(["1"] * 150_000)
+    body = (
+        '{\n  "inputs": [{"name": "x", "shape": [150001], "datatype": "FP32", "data": ['
+        + data
+        + ",NaN]}]}"
+    ).encode()
+    with pytest.raises(BadRequest, match="malformed JSON"):
+        parse_infer_request(body)

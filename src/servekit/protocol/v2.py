@@ -7,6 +7,7 @@ JSON header of that many bytes followed by the binary tensors of the inputs that
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,6 +123,20 @@ def _load_json(header: bytes | bytearray | memoryview) -> Any:
     try:
         return orjson.loads(header)
     except orjson.JSONDecodeError as exc:
+        if str(exc).startswith("failed to allocate memory"):
+            # orjson (3.13) refuses some valid documents that start indented and hold a long
+            # array; the standard library's parser reads them (NaN and Infinity still refused)
+            return _load_json_stdlib(bytes(header))
+        raise BadRequest(f"malformed JSON in request body: {exc}") from None
+
+
+def _load_json_stdlib(text: bytes) -> Any:
+    def refuse(constant: str) -> Any:
+        raise BadRequest(f"malformed JSON in request body: {constant} is not JSON")
+
+    try:
+        return json.loads(text, parse_constant=refuse)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, too deep
         raise BadRequest(f"malformed JSON in request body: {exc}") from None
 
 
