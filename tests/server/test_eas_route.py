@@ -153,3 +153,18 @@ def test_servekit_predict_client_against_the_real_server(token_server: LiveServe
     assert list(torch_reply.get_values(0)) == [9.0, 16.0]
     for made in (shout, double, square):
         made.close()
+
+
+def test_a_large_tf_body_is_decoded_off_the_loop_and_answered(open_server: LiveServer) -> None:
+    from servekit.client import PredictClient, TFRequest
+
+    values = np.arange(600_000, dtype=np.float32)  # 2.4 MB of feed: decoded in a worker thread
+    client = PredictClient(f"127.0.0.1:{open_server.port}", "double_tf")
+    client.init()
+    tf = TFRequest("serving_default")
+    tf.add_feed("x", [600_000], TFRequest.DT_FLOAT, values.tolist())
+    tf.add_fetch("doubled")
+    reply = client.predict(tf)
+    assert len(tf.to_string()) > 1 << 20
+    np.testing.assert_array_equal(np.asarray(reply.get_values("doubled")), values * 2)
+    client.close()

@@ -31,6 +31,10 @@ def header(scope: Scope, name: bytes) -> bytes | None:
 
 BODY_SETTING = "--max-body-size / SERVEKIT_MAX_BODY_SIZE"
 
+#: Request bodies at least this large are decoded in a worker thread, so the event loop keeps
+#: answering other requests meanwhile; smaller ones are decoded in place (cheaper).
+OFF_LOOP_BYTES = 1 << 20
+
 
 async def read_body(
     scope: Scope, receive: Receive, limit: int, setting: str | None = None

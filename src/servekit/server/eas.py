@@ -6,8 +6,18 @@ to the model's ``eas_format``.
 
 from __future__ import annotations
 
+import asyncio
+
 from servekit.protocol.eas_formats import decode_body
-from servekit.server.asgi import Receive, Scope, Send, send_bytes, timeout_seconds, watch_disconnect
+from servekit.server.asgi import (
+    OFF_LOOP_BYTES,
+    Receive,
+    Scope,
+    Send,
+    send_bytes,
+    timeout_seconds,
+    watch_disconnect,
+)
 from servekit.server.runtime import ModelRuntime
 
 _OCTETS = [(b"content-type", b"application/octet-stream")]
@@ -16,9 +26,16 @@ _OCTETS = [(b"content-type", b"application/octet-stream")]
 async def predict(
     runtime: ModelRuntime, scope: Scope, receive: Receive, send: Send, body: bytes
 ) -> None:
-    """Decode the body for the model's ``eas_format``, run it as one item, encode the reply."""
+    """Decode the body for the model's ``eas_format``, run it as one item, encode the reply.
+
+    Protobuf bodies of ``OFF_LOOP_BYTES`` or more are decoded in a worker thread.
+    """
     model = runtime.model
-    item, encode = decode_body(model.eas_format, body, str(model.name))
+    fmt, name = model.eas_format, str(model.name)
+    if len(body) < OFF_LOOP_BYTES or fmt == "string":
+        item, encode = decode_body(fmt, body, name)
+    else:
+        item, encode = await asyncio.to_thread(decode_body, fmt, body, name)
     seconds = timeout_seconds(scope)
     (result,) = await runtime.infer(
         [item],

@@ -21,6 +21,7 @@ from servekit.protocol.v2 import (
 from servekit.server.asgi import (
     JSON,
     MICROSECONDS,
+    OFF_LOOP_BYTES,
     Receive,
     Scope,
     Send,
@@ -41,10 +42,6 @@ def metadata(runtime: ModelRuntime, versions: list[str]) -> dict[str, Any]:
         doc["error"] = runtime.load_error
     return doc
 
-
-#: Request bodies at least this large are parsed in a worker thread, so the event loop keeps
-#: answering other requests meanwhile; smaller ones are parsed in place (cheaper).
-OFF_LOOP_BYTES = 1 << 20
 
 _signatures: weakref.WeakKeyDictionary[ModelRuntime, tuple[Any, InputSignature]] = (
     weakref.WeakKeyDictionary()
