@@ -79,6 +79,7 @@ KiB = 1024
 MiB = 1024 * 1024
 
 _S = TypeVar("_S", bound="_Settings")
+_D = TypeVar("_D")
 
 
 class UnknownSetting(TypeError):
@@ -418,3 +419,12 @@ def with_overrides(cls: type[_S], settings: _S | None, changes: Mapping[str, Any
 def set_in_env(cls: type[_Settings], field: str) -> bool:
     """Whether ``field``'s ``SERVEKIT_*`` variable is set (and not empty)."""
     return _environ_get(cls.env_name(field)) is not None
+
+
+def settings_group(target: type[_D], settings: BaseSettings, prefix: str = "") -> _D:
+    """Dataclass ``target`` built from the settings named ``prefix`` + each of its fields
+    (e.g. ``TcpLimits`` from the ``tcp_*`` settings): one place maps settings to a door."""
+    import dataclasses
+
+    names = [f.name for f in dataclasses.fields(target)]  # type: ignore[arg-type]
+    return target(**{name: getattr(settings, prefix + name) for name in names})

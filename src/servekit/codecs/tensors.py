@@ -336,7 +336,6 @@ def _huge_int(arr: np.ndarray, part: list[Any]) -> bool:
     return kind in "fO" and any(type(v) is int and abs(v) > _EXACT_INT for v in part)
 
 
-
 def _raise_first_problem(name: str, datatype: str, values: list[Any], offset: int) -> None:
     check = _CHECKS[datatype]
     for i, value in enumerate(values):

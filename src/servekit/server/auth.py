@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from servekit.errors import Unauthorized, Unavailable
 from servekit.protocol.eas_auth import check_content_md5, date_bounds, parse_date, verify
 from servekit.server.asgi import Scope
-from servekit.settings import ServerSettings, with_overrides
+from servekit.settings import ServerSettings, settings_group, with_overrides
 
 __all__ = ["EasRules", "ReplayCache", "TokenGuard"]
 
@@ -45,12 +45,7 @@ class EasRules:
 
     @classmethod
     def from_settings(cls, settings: ServerSettings) -> EasRules:
-        return cls(
-            date_skew=settings.eas_date_skew,
-            date_any_zone=settings.eas_date_any_zone,
-            replay_cache=settings.eas_replay_cache,
-            replay_grace=settings.eas_replay_grace,
-        )
+        return settings_group(cls, settings, "eas_")
 
 
 class ReplayCache:

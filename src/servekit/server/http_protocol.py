@@ -32,7 +32,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from servekit.settings import ServerSettings
+from servekit.settings import ServerSettings, settings_group
 
 __all__ = ["HttpLimits", "LimitedHttpProtocol", "http_protocol"]
 
@@ -52,14 +52,7 @@ class HttpLimits:
 
     @classmethod
     def from_settings(cls, settings: ServerSettings) -> HttpLimits:
-        return cls(
-            max_header_line_size=settings.max_header_line_size,
-            max_header_size=settings.max_header_size,
-            max_headers=settings.max_headers,
-            header_timeout=settings.header_timeout,
-            body_timeout=settings.body_timeout,
-            max_connections=settings.max_connections,
-        )
+        return settings_group(cls, settings)
 
 
 def http_protocol(settings: ServerSettings) -> Callable[..., LimitedHttpProtocol]:

@@ -52,7 +52,7 @@ from servekit.protocol.tcp_frames import (
 from servekit.server.asgi import MILLISECONDS, checked_timeout
 from servekit.server.auth import TokenGuard
 from servekit.server.runtime import ModelRegistry, ModelRuntime
-from servekit.settings import InvalidSetting, ServerSettings
+from servekit.settings import InvalidSetting, ServerSettings, settings_group
 
 log = logging.getLogger("servekit.tcp")
 T = TypeVar("T")
@@ -87,15 +87,7 @@ class TcpLimits:
     @classmethod
     def from_settings(cls, settings: ServerSettings) -> TcpLimits:
         """The ``tcp_*`` fields of ``settings``."""
-        return cls(
-            max_frame_size=settings.tcp_max_frame_size,
-            frame_timeout=settings.tcp_frame_timeout,
-            idle_timeout=settings.tcp_idle_timeout,
-            max_inflight=settings.tcp_max_inflight,
-            max_buffer=settings.tcp_max_buffer,
-            max_total_buffer=settings.tcp_max_total_buffer,
-            max_connections=settings.tcp_max_connections,
-        )
+        return settings_group(cls, settings, "tcp_")
 
 
 class TcpDoor:
