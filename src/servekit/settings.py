@@ -68,6 +68,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BatchSettings",
     "InvalidSetting",
+    "EventSettings",
     "QueueSettings",
     "ServerSettings",
     "UnknownSetting",
@@ -370,6 +371,40 @@ class QueueSettings(_Settings):
         gt=0,
         allow_inf_nan=False,
         description="seconds a dead consumer keeps its records before redelivery",
+    )
+
+
+class EventSettings(_Settings):
+    """Where events, logs and request records go and how much is held on the way
+    (``events_*`` as CLI flags and App keywords)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX + "EVENTS_")
+    _kind: ClassVar[str] = "events"
+
+    url: str = Field(
+        "stdout",
+        description="where events go: stdout, file:///PATH.jsonl, kafka://HOST:PORT[,HOST:PORT],"
+        " redis://HOST:PORT/DB; several separated by spaces",
+    )
+    engine: bool = Field(
+        True, description="emit the engine's events (requests, batches, refusals, timeouts)"
+    )
+    buffer_size: int = Field(
+        100_000, ge=1, description="events held in memory per destination before spooling"
+    )
+    spool_dir: str | None = Field(
+        None,
+        description="folder for events a destination could not take yet; none: a folder in"
+        " the system's temporary directory",
+    )
+    spool_max_bytes: int = Field(
+        256 * MiB, ge=0, description="bytes spooled per destination; beyond, events are dropped"
+    )
+    exit_flush_timeout: float = Field(
+        5.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="seconds the interpreter's exit waits to deliver buffered events",
     )
 
 
