@@ -79,3 +79,20 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+from support.kafka import KafkaMock  # noqa: E402 - the Kafka fixtures below
+
+
+@pytest.fixture(scope="session")
+def kafka_mock() -> Iterator[KafkaMock]:
+    """One mock Kafka cluster (librdkafka's, in a child process) shared by the session."""
+    with KafkaMock() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def own_kafka_mock() -> Iterator[KafkaMock]:
+    """A mock Kafka cluster of this test alone (for tests that take it down with ``stop()``)."""
+    with KafkaMock() as cluster:
+        yield cluster
