@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from servekit import events, rlog
@@ -26,6 +27,7 @@ from support.event_records import (
     lines,
     values,
 )
+from support.redis_server import RedisServer
 
 
 @pytest.fixture
@@ -218,14 +220,35 @@ def test_event_hubs_settings_from_pyraisdk_environment(
     assert rlog._config.event_hubs[1:] == ("ns.servicebus.chinacloudapi.cn", "arg")
 
 
-def test_event_hubs_when_no_sink_is_named(sink: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    eventhubs = pytest.importorskip("servekit.events.eventhubs")
+def test_event_hubs_when_no_sink_is_named(sink: Path) -> None:
+    pytest.importorskip("servekit.events.eventhubs")
     conn = "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=s"
     rlog.initialize(
         eh_conn_str=conn, eh_structured="s", eh_unstructured="u", sys_metrics_enable=False
     )
     [channel] = events.get_bus().channels
-    assert type(channel.sink).__name__ == type(eventhubs.event_hubs_sink(conn_str=conn)).__name__
+    assert channel.sink.name == "eventhubs://ns.servicebus.windows.net"
+
+
+def test_records_reach_a_real_redis_server(sink: Path, redis_server: RedisServer) -> None:
+    redis = pytest.importorskip("redis")
+    rlog.initialize(
+        sink=redis_server.url,
+        eh_structured="rlog-test-struct",
+        eh_unstructured="rlog-test-logs",
+        instance="i",
+        sys_metrics_enable=False,
+    )
+    rlog.event("k", "200", 0.5, "d", "c", 1)
+    rlog.warncf("c", 2, "careful %s", "now")
+    assert rlog.flush(10)
+    client = redis.Redis.from_url(redis_server.url)
+    [(_, structured)] = client.xrange("rlog-test-struct")
+    [(_, logged)] = client.xrange("rlog-test-logs")
+    event, line = orjson.loads(structured[b"value"]), orjson.loads(logged[b"value"])
+    assert set(event) == STRUCTURED_FIELDS and set(line) == UNSTRUCTURED_FIELDS
+    assert (event["Key"], event["Numeric"], event["Instance"]) == ("k", 0.5, "i")
+    assert (line["Level"], line["Message"], line["Element"]) == ("WARN", "careful now", 2)
 
 
 def test_servekit_events_url_wins_over_event_hubs(
