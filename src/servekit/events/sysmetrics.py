@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
-import psutil  # type: ignore[import-untyped,unused-ignore]
+import psutil
 
 from servekit.events.records import emit_structured
 
