@@ -42,6 +42,11 @@ setting                     environment variable                  default       
 ``header_timeout``          ``SERVEKIT_HEADER_TIMEOUT``           10.0            s
 ``body_timeout``            ``SERVEKIT_BODY_TIMEOUT``             30.0            s
 ``max_connections``         ``SERVEKIT_MAX_CONNECTIONS``          1024            connections
+``discovery_url``           ``SERVEKIT_DISCOVERY_URL``            none (off)
+``advertise_address``       ``SERVEKIT_ADVERTISE_ADDRESS``        ``host:port``
+``discovery_weight``        ``SERVEKIT_DISCOVERY_WEIGHT``         100
+``discovery_ttl``           ``SERVEKIT_DISCOVERY_TTL``            10.0            s
+``discovery_grace``         ``SERVEKIT_DISCOVERY_GRACE``          3.5             s
 ``queue_url``               ``SERVEKIT_QUEUE_URL``                sqlite://./servekit-queues
 ``queue_max_length``        ``SERVEKIT_QUEUE_MAX_LENGTH``         0 (unbounded)   records
 ``queue_max_payload_bytes`` ``SERVEKIT_QUEUE_MAX_PAYLOAD_BYTES``  8388608         bytes
@@ -341,6 +346,31 @@ class ServerSettings(_Settings):
         ge=1,
         description="most open HTTP connections per server process; more are answered 503"
         " and closed",
+    )
+    discovery_url: str | None = Field(
+        None,
+        description="register each ready model in this Redis (redis://…) for EAS service"
+        " discovery; none: the discovery route lists this server only",
+    )
+    advertise_address: str | None = Field(
+        None,
+        description="ip:port clients reach this server at; none: host:port (a concrete host)",
+    )
+    discovery_weight: int = Field(
+        100, ge=1, le=1_000_000, description="this replica's weight in the discovery list"
+    )
+    discovery_ttl: float = Field(
+        10.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="seconds a registration lives without a heartbeat (sent every ttl/3)",
+    )
+    discovery_grace: float = Field(
+        3.5,
+        ge=0,
+        allow_inf_nan=False,
+        description="seconds a deregistered replica keeps serving before it drains, while"
+        " clients refresh their lists (the eas-prediction SDK every 3 s)",
     )
 
     @field_validator("token", mode="before")

@@ -19,6 +19,7 @@ from servekit.server import triton, v2
 from servekit.server.asgi import Receive, Scope, Send, send_bytes, send_json
 from servekit.server.async_inference import AsyncInference, queue_names
 from servekit.server.auth import TokenGuard
+from servekit.server.discovery import Announcer, DiscoveryRoutes, DiscoveryStore, advertised_address
 from servekit.server.http_app import HttpApp
 from servekit.server.metrics import render_metrics
 from servekit.server.queue_door import QueueDoor
@@ -82,6 +83,21 @@ class App:
         self.tcp: TcpDoor | None = None
         self.started = False
         self._load_tasks: list[asyncio.Task[None]] = []
+        self.announcer: Announcer | None = None
+        self._announce_task: asyncio.Task[None] | None = None
+        self.discovery = DiscoveryRoutes(
+            self.registry, None, settings.advertise_address, settings.discovery_weight
+        )
+        if settings.discovery_url:
+            self.discovery.store = DiscoveryStore(settings.discovery_url)
+            self.discovery.address = address = advertised_address(settings)
+            self.announcer = Announcer(
+                DiscoveryStore(settings.discovery_url),
+                self.registry,
+                address,
+                weight=settings.discovery_weight,
+                ttl=settings.discovery_ttl,
+            )
 
     def _make_queues(self, settings: QueueSettings, window: int) -> None:
         queues = {}
@@ -113,6 +129,9 @@ class App:
             self.tcp = TcpDoor.from_settings(self.registry, self.settings)
             self.tcp_port = await self.tcp.start(self.tcp_host, self.tcp_port)
             log.info("TCP door listening on %s:%d", self.tcp_host, self.tcp_port)
+        if self.announcer is not None:  # lists each model once it is ready (heartbeat)
+            self.announcer.start()
+            self._announce_task = loop.create_task(self._announce_when_loaded())
         for runtime in self.registry:
             model = runtime.model
             base = f"/v2/models/{model.name}"
@@ -132,12 +151,24 @@ class App:
         gc.collect()
         gc.freeze()
 
+    async def _announce_when_loaded(self) -> None:
+        assert self.announcer is not None
+        await asyncio.gather(*self._load_tasks[: len(self.registry)])  # the models' loads
+        await self.announcer.beat()
+
+    async def leave_discovery(self) -> None:
+        """Deregister from service discovery, then serve ``discovery_grace`` seconds more while
+        clients refresh their lists (before draining: clients move away first)."""
+        if self.announcer is not None and await self.announcer.leave():
+            await asyncio.sleep(self.settings.discovery_grace)
+
     async def wait_loaded(self) -> None:
         """Wait until every model finished loading (successfully or not)."""
         await asyncio.gather(*self._load_tasks)
 
     async def shutdown(self) -> None:
         """Refuse new work (503), let queued work finish, then stop."""
+        await self.leave_discovery()
         if self.tcp is not None:
             await self.tcp.close()
         # queue consumers first: what they took is finished and committed, the rest stays queued
@@ -145,6 +176,8 @@ class App:
         await asyncio.gather(*(rt.stop(self.drain_timeout) for rt in self.registry))
         if self.queue_door is not None:
             await self.queue_door.shutdown()
+        if self.discovery.store is not None:
+            await self.discovery.store.close()
 
     @property
     def public_metrics(self) -> bool:
@@ -196,7 +229,7 @@ class App:
             routes += self.queue_door.routes(predict=self._eas_predict, services=inputs)
         else:
             routes.append(post("/api/predict/{name}", self._eas_predict))
-        return routes
+        return routes + self.discovery.routes()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.http(scope, receive, send)

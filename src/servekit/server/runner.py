@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import logging.config
 import signal
+import socket
 import sys
 from types import FrameType
 from typing import Any
@@ -24,12 +26,26 @@ log = logging.getLogger("servekit.server")
 _SHARED_QUEUES = ("redis://", "rediss://", "unix://")
 #: How long stopping waits for workers beyond ``drain_timeout`` (their own shutdown).
 _STOP_MARGIN = 10.0
+#: uvicorn's exit code when the app did not start.
+_STARTUP_FAILURE = 3
 
 
 def build_app(targets: list[str], **settings: Any) -> App:
     """Import every target and build one app serving all their models (``App`` keywords)."""
     models = [m for target in targets for m in load_target(target)]
     return App(models, **settings)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, which first takes the app out of service discovery when it stops."""
+
+    def __init__(self, config: uvicorn.Config, app: App) -> None:
+        super().__init__(config)
+        self.servekit_app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await self.servekit_app.leave_discovery()  # clients move away, then it drains
+        await super().shutdown(sockets)
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
@@ -76,7 +92,11 @@ def serve(targets: list[str], *, worker_factory: str | None = None, **given: Any
         app = build_app(targets, settings=settings, **batching, **_queue_keywords(queue))
         logging.config.dictConfig(common["log_config"])
         _log_doors(settings, queue, len(app.registry))
-        uvicorn.run(app, **common)
+        http_server = _Server(uvicorn.Config(app, **common), app)
+        with contextlib.suppress(KeyboardInterrupt):
+            http_server.run()
+        if not http_server.started:
+            sys.exit(_STARTUP_FAILURE)  # as uvicorn.run: the app did not start
         return
     if settings.queue or "url" in queue:
         url = QueueSettings(**queue).url
