@@ -153,6 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         targets, given = _serve_args(args)
         os.environ[SERVE_ARGS_ENV] = shlex.join(argv[argv.index("serve") + 1 :])
         try:
+            if len(targets) == 1 and ":" not in targets[0]:  # app.py: @jobs.pipeline() classes
+                from servekit.jobs.serve import serve_target
+
+                return serve_target(targets[0], given)
             serve(targets, worker_factory="servekit.cli:worker_app", **given)
         except ModelCodeError as exc:  # raised in the user's code: show where
             print(f"servekit: error: {exc}:\n{exc.details}", end="", file=sys.stderr)

@@ -74,6 +74,7 @@ __all__ = [
     "BatchSettings",
     "InvalidSetting",
     "EventSettings",
+    "JobSettings",
     "QueueSettings",
     "ServerSettings",
     "UnknownSetting",
@@ -493,3 +494,39 @@ def settings_group(target: type[_D], settings: BaseSettings, prefix: str = "") -
 
     names = [f.name for f in dataclasses.fields(target)]  # type: ignore[arg-type]
     return target(**{name: getattr(settings, prefix + name) for name in names})
+
+
+class JobSettings(_Settings):
+    """Training / evaluation / inference jobs (:mod:`servekit.jobs`), ``SERVEKIT_JOBS_*``.
+
+    dubhe-sdk's own variables (``PORT``, ``protocol``, ``BOOTSTRAP_SERVERS``, ``INSTANCE_ID``
+    …) are read by :mod:`servekit.jobs` after these, so a ``SERVEKIT_JOBS_*`` variable wins.
+    """
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX + "JOBS_")
+    _kind: ClassVar[str] = "jobs"
+
+    host: str = Field("0.0.0.0", description="address the jobs door binds (all interfaces)")
+    port: int | None = Field(
+        None, ge=0, le=65535, description="port of the jobs door; none: $PORT, else 8030"
+    )
+    protocol: Literal["http", "tcp"] | None = Field(
+        None, description="http or tcp; none: $protocol (http selects HTTP, else TCP), else http"
+    )
+    max_jobs: int = Field(4, ge=1, description="training/evaluation jobs running at once")
+    keep_finished: int = Field(
+        1000, ge=0, description="finished jobs remembered for GET /jobs/{id}"
+    )
+    work_dir: str = Field(
+        "servekit-jobs", description="per-job folders (output, tmp, job.log) go under it"
+    )
+    log_dir: str | None = Field(
+        None,
+        description="folder of the rotating service log dubhe.log; none: /temporary/log if it"
+        " exists, else WORK_DIR/log",
+    )
+    events_url: str | None = Field(
+        None,
+        description="where job messages go; none: kafka://$BOOTSTRAP_SERVERS when set, else"
+        " the process's event bus (SERVEKIT_EVENTS_URL)",
+    )

@@ -47,6 +47,11 @@ def load_target(target: str) -> list[Model]:
     return _as_models(obj, target)
 
 
+def import_module(module_name: str) -> Any:
+    """Import a module name or a ``.py`` file (failures as :func:`load_target` raises them)."""
+    return _import(module_name)
+
+
 def _import(module_name: str) -> Any:
     path = Path(module_name)
     if module_name.endswith(".py") or path.is_file():
