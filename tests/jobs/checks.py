@@ -37,3 +37,4 @@ def kinds(values: list[dict[str, Any]]) -> list[str]:
 
 SUCCESS = ["START", "PROGRESS", "PROGRESS", "PROGRESS", "RESULT", "RESULT", "END:200"]
 FAILURE = ["START", "PROGRESS", "PROGRESS", "END:300"]
+CANCELLED = ["START", "PROGRESS", "END:300"]

@@ -32,10 +32,11 @@ class Trainer:
         if mode == "hold":
             assert RELEASE.wait(20)
         for epoch in range(EPOCHS):
-            if mode == "wait":
-                while True:  # a long epoch that checks for cancellation through its progress
-                    ctx.logProgress(0.5)
+            if mode == "wait":  # a long epoch that looks at ctx.cancelled now and then
+                ctx.logProgress(0.5)
+                while not ctx.cancelled:
                     threading.Event().wait(0.01)
+                ctx.logProgress(0.6)  # raises JobCancelled
             metrics = {"loss": 1.0 / (epoch + 1), "accuracy": 0.5 + epoch / 10}
             ctx.logProgressByEpoch(epoch, (epoch + 1) / EPOCHS, metrics)
             Path(ctx.model_file(epoch, metrics["loss"])).write_bytes(b"model")

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs import pipelines
-from jobs.checks import FAILURE, RESULT, STATUS, SUCCESS, check_envelopes, kinds, of_job
+from jobs.checks import CANCELLED, FAILURE, RESULT, STATUS, SUCCESS, check_envelopes, kinds, of_job
 from jobs.helpers import read_messages, wait_until
 
 
@@ -110,7 +110,7 @@ def test_delete_cancels_a_job_through_its_context(http_server: Any, tmp_path: Pa
     values = of_job(_values(tmp_path), job_id)
     ends = [v for v in values if v["data"].get("action") == "END"]
     assert len(ends) == 1 and ends[0]["data"]["cancelled"] is True
-    assert values[-1] is ends[0] and kinds(values)[0] == "START"
+    assert kinds(values) == CANCELLED and values[-1] is ends[0]
 
 
 def test_more_jobs_than_max_jobs_are_refused_clearly(http_server: Any) -> None:

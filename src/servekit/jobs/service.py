@@ -87,7 +87,8 @@ class JobsService:
             exit_flush_timeout=settings.exit_flush_timeout,
         )
         bus = self.bus
-        instance = self.config.instance_id or None
+        # one key for every message: a partitioned topic keeps them in one order
+        instance = self.config.instance_id or "servekit-jobs"
 
         def publish(topic: str, value: Mapping[str, Any]) -> None:
             bus.publish(topic, value, key=instance)
