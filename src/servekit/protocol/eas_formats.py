@@ -3,7 +3,9 @@
 A model says which body it speaks with ``eas_format``: ``"string"`` (raw bytes in, the
 model's ``bytes``/``str``/JSON result out), ``"tensorflow"`` (TF ``PredictRequest`` feeds as
 a dict of arrays in, a dict of arrays out, filtered by the request's fetches) or
-``"pytorch"`` (feeds by index as a list of arrays in, a list of arrays out). Used by the
+``"pytorch"`` (feeds by index as a list of arrays in, a list of arrays out) or ``"blade"``
+(Blade ``Request`` feeds as a dict of arrays in, a dict of arrays out, filtered and converted
+by the request's fetches; also what ``blade_tf_request.TFRequest`` sends). Used by the
 synchronous route and by the asynchronous-inference consumer alike.
 """
 
@@ -15,9 +17,9 @@ from typing import Any
 import orjson
 
 from servekit.errors import ModelError
-from servekit.protocol import eas
+from servekit.protocol import eas, eas_blade
 
-FORMATS = ("string", "tensorflow", "pytorch")
+FORMATS = ("string", "tensorflow", "pytorch", "blade")
 
 Encoder = Callable[[Any], bytes]
 
@@ -32,6 +34,9 @@ def decode_body(fmt: str, body: bytes, model_name: str) -> tuple[Any, Encoder]:
         return tensors, lambda result: eas.encode_torch_response(result, output_filter)
     if fmt == "string":
         return body, encode_string_result
+    if fmt == "blade":
+        named, wanted = eas_blade.decode_blade_request(body)
+        return named, lambda result: eas_blade.encode_blade_response(result, wanted)
     raise ModelError(f"model '{model_name}' has eas_format {fmt!r}; expected one of {FORMATS}")
 
 
