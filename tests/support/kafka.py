@@ -85,9 +85,12 @@ class KafkaMock:
         """Create ``topic`` with ``partitions`` partitions (before anyone uses it)."""
         self._command("topic", topic, str(partitions))
 
-    def consume(self, topic: str, n: int, timeout: float = 10.0) -> list[confluent_kafka.Message]:
+    def consume(
+        self, topic: str, n: int, timeout: float = 10.0, idle: float | None = None
+    ) -> list[confluent_kafka.Message]:
         """Up to ``n`` records of ``topic`` read from the beginning of every partition (in
-        each partition's order), waiting at most ``timeout`` seconds for them."""
+        each partition's order), waiting at most ``timeout`` seconds for them, or (with
+        ``idle``) until ``idle`` seconds pass without a record once one came."""
         consumer = confluent_kafka.Consumer(
             {
                 "bootstrap.servers": self.bootstrap,
@@ -106,13 +109,16 @@ class KafkaMock:
                     for p in partitions
                 ]
             )
+            last = time.monotonic()
             while len(records) < n:
-                left = deadline - time.monotonic()
-                if left <= 0:
+                now = time.monotonic()
+                left = deadline - now
+                if left <= 0 or (idle is not None and records and now - last > idle):
                     break
-                record = consumer.poll(min(left, 0.2))
+                record = consumer.poll(min(left, 0.1))
                 if record is not None and record.error() is None:
                     records.append(record)
+                    last = time.monotonic()
         finally:
             consumer.close()
         return records

@@ -131,7 +131,7 @@ class FileSink:
 
 def open_sink(url: str) -> Sink:
     """The sink a URL names: ``stdout``, ``file:///path.jsonl?max_bytes=&backups=``,
-    ``kafka://host:port[,host:port]``, ``redis://host:port/db``."""
+    ``kafka://host:port[,host:port][?librdkafka.key=value]``, ``redis://host:port/db[?maxlen=N]``."""
     if url in ("stdout", "-", "stdout://"):
         return StdoutSink()
     parts = urlsplit(url)
@@ -147,6 +147,14 @@ def open_sink(url: str) -> Sink:
             max_bytes=int(query.get("max_bytes", 100 << 20)),
             backups=int(query.get("backups", 5)),
         )
+    if parts.scheme == "kafka":
+        from servekit.events.kafka_sink import KafkaSink
+
+        return KafkaSink.from_url(url)
+    if parts.scheme in ("redis", "rediss", "unix"):
+        from servekit.events.redis_sink import RedisSink
+
+        return RedisSink.from_url(url)
     raise ValueError(
         f"unknown event sink {url!r}: use stdout, file:///PATH.jsonl, kafka://HOST:PORT"
         " or redis://HOST:PORT/DB"
