@@ -96,3 +96,8 @@ def own_kafka_mock() -> Iterator[KafkaMock]:
     """A mock Kafka cluster of this test alone (for tests that take it down with ``stop()``)."""
     with KafkaMock() as cluster:
         yield cluster
+
+
+# Engine events are on by default and go to stdout: off for the suite (subprocesses inherit
+# it); tests of engine events turn them on explicitly (tests/events/test_engine_events*.py).
+os.environ.setdefault("SERVEKIT_EVENTS_ENGINE", "false")

@@ -22,7 +22,13 @@ from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
 from servekit import __version__
-from servekit.settings import QueueSettings, ServerSettings, flat_fields
+from servekit.settings import (
+    EventSettings,
+    QueueSettings,
+    ServerSettings,
+    event_overrides,
+    flat_fields,
+)
 
 if TYPE_CHECKING:
     from servekit.server.app import App
@@ -32,6 +38,7 @@ SERVE_ARGS_ENV = "SERVEKIT_SERVE_ARGS"
 _GROUPS = {
     ServerSettings: "server",
     QueueSettings: "queue (with --queue or --queue-url)",
+    EventSettings: "events (one bus per process: engine events, request records, logs)",
 }
 
 
@@ -142,6 +149,14 @@ def worker_app() -> App:
     return build_app(targets, **given)
 
 
+def _export_event_settings(given: dict[str, Any]) -> None:
+    """``--events-*`` flags as ``SERVEKIT_EVENTS_*`` variables: the bus is one per process, made
+    from the environment on first use, in this process and in every worker alike."""
+    for field, value in event_overrides(given).items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        os.environ[EventSettings.env_name(field)] = text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``servekit`` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -152,6 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         targets, given = _serve_args(args)
         os.environ[SERVE_ARGS_ENV] = shlex.join(argv[argv.index("serve") + 1 :])
+        _export_event_settings(given)
         try:
             if len(targets) == 1 and ":" not in targets[0]:  # app.py: @jobs.pipeline() classes
                 from servekit.jobs.serve import serve_target

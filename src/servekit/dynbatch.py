@@ -10,6 +10,7 @@ import asyncio
 import math
 import os
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,8 +18,9 @@ from typing import Any
 
 from servekit.batching import CancelToken
 from servekit.errors import Cancelled, DeadlineExceeded, Draining
+from servekit.events.engine import new_correlation_id
 from servekit.model import Model
-from servekit.server.runtime import READY, ModelRuntime
+from servekit.server.runtime import READY, ModelRuntime, status_of
 from servekit.settings import BatchSettings, InvalidSetting, set_in_env
 
 __all__ = [
@@ -28,6 +30,9 @@ __all__ = [
     "PredictTimeoutError",
     "RequestCorrelation",
 ]
+
+
+THREAD = "thread"  # the door name in engine events
 
 
 class PredictTimeoutError(DeadlineExceeded):
@@ -183,12 +188,49 @@ class DynamicBatchModel:
         On timeout raise :class:`PredictTimeoutError`, or with ``raise_timeout=False`` return
         ``None`` for each item. A set ``cancellation_token`` (e.g. ``threading.Event``) drops
         items that have not run yet and raises :class:`PredictCancelledError`. ``req_corr``
-        (pyraisdk's request correlation) is accepted for compatibility.
+        (pyraisdk's request correlation) gives the engine events' correlation id and element.
         """
         if timeout is not None and (math.isnan(timeout) or timeout < 0):
             raise ValueError(f"timeout must be None or a number of seconds >= 0, got {timeout!r}")
         if self._closed:
             raise Draining("DynamicBatchModel is closed")
+        if self._runtime.observing:
+            return self._observed(items, timeout, raise_timeout, cancellation_token, req_corr)
+        return self._predict(items, timeout, raise_timeout, cancellation_token)
+
+    def _observed(
+        self,
+        items: Sequence[Any],
+        timeout: float | None,
+        raise_timeout: bool,
+        token: CancelToken | None,
+        req_corr: RequestCorrelation | None,
+    ) -> list[Any]:
+        """:meth:`_predict`, its outcome reported as engine events (door ``thread``)."""
+        started = time.perf_counter()
+        corr, elem = ("", -1) if req_corr is None else (req_corr.CorrelationId, req_corr.Element)
+        corr = corr or new_correlation_id()
+        runtime = self._runtime
+        try:
+            results = self._predict(items, timeout, True, token)
+        except PredictTimeoutError as exc:
+            runtime.finished(THREAD, corr, elem, started, exc.status, items, error=exc)
+            if raise_timeout:
+                raise
+            return [None] * len(items)
+        except Exception as exc:  # reported, then raised as it was
+            runtime.finished(THREAD, corr, elem, started, status_of(exc), items, error=exc)
+            raise
+        runtime.finished(THREAD, corr, elem, started, 200, items, results=results)
+        return results
+
+    def _predict(
+        self,
+        items: Sequence[Any],
+        timeout: float | None,
+        raise_timeout: bool,
+        cancellation_token: CancelToken | None,
+    ) -> list[Any]:
         future = self._runtime.infer_threadsafe(items, token=cancellation_token)
         try:
             try:

@@ -8,6 +8,8 @@ Lifecycle: ``load()`` (may be slow; the model is not ready until it returns) →
 from __future__ import annotations
 
 import difflib
+import threading
+import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from servekit.errors import BadRequest, ModelError
@@ -15,6 +17,18 @@ from servekit.errors import BadRequest, ModelError
 if TYPE_CHECKING:
     from servekit.batching import BatchPolicy
     from servekit.settings import BatchSettings
+
+
+class _BatchContext(threading.local):
+    """What one model thread's current batch recorded: metrics set, preprocess seconds."""
+
+    model: Model | None = None
+    metrics: dict[str, Any] | None = None
+    preprocess: float | None = None
+
+
+#: per model thread; read by the runtime right after each batch (in the same thread)
+batch_context = _BatchContext()
 
 # Other spellings of the latency knob (other systems' names, other units): refused with a hint.
 _LATENCY_SPELLINGS = frozenset(
@@ -58,6 +72,8 @@ class Model:
         self.name = model_name  # type: ignore[misc]
         self.version = version or type(self).version  # type: ignore[misc]
         self.params = _take_batch_settings(self, params)
+        #: metrics set outside a batch: they travel with every later request record
+        self.metrics: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ user hooks
     def load(self) -> None:
@@ -81,6 +97,21 @@ class Model:
     def explain(self, batch: list[Any]) -> list[Any]:
         """Explanations, one per item; ``POST …/explain`` calls it (not batched across requests)."""
         raise NotImplementedError(f"model '{self.name}' has no explain()")
+
+    def set_metric(self, name: str, value: Any) -> None:
+        """Attach a metric to the request records of model monitoring (request logging).
+
+        Called from ``preprocess``/``predict``/``postprocess`` (in the model thread), it
+        attaches to every request whose items are in the batch being run: batching merges
+        requests, so a per-batch value is what the model can know. Called anywhere else
+        (``load``, ``validate``, another thread), it is a model-wide metric that travels with
+        every later record until set again (mlrun's ``set_metric``).
+        """
+        context = batch_context
+        if context.metrics is not None and context.model is self:
+            context.metrics[name] = value
+        else:
+            self.metrics[name] = value
 
     # ------------------------------------------------------------------ servekit side
     @property
@@ -116,8 +147,14 @@ class Model:
     def run_batch(self, batch: list[Any]) -> list[Any]:
         """preprocess → predict → postprocess, isolating per-item hook failures."""
         cls = type(self)
+        context = batch_context
+        context.model, context.metrics = self, {}
         if cls.preprocess is not Model.preprocess:
+            started = time.perf_counter()
             batch = [isolate(self.preprocess, item) for item in batch]
+            context.preprocess = time.perf_counter() - started
+        else:
+            context.preprocess = None
         if any(isinstance(item, BaseException) for item in batch):
             live = [item for item in batch if not isinstance(item, BaseException)]
             predicted = self._outputs(self.predict(live), len(live)) if live else []

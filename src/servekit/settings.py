@@ -51,7 +51,26 @@ setting                     environment variable                  default       
 ``queue_max_length``        ``SERVEKIT_QUEUE_MAX_LENGTH``         0 (unbounded)   records
 ``queue_max_payload_bytes`` ``SERVEKIT_QUEUE_MAX_PAYLOAD_BYTES``  8388608         bytes
 ``queue_lease``             ``SERVEKIT_QUEUE_LEASE``              10.0            s
+``request_log``             ``SERVEKIT_REQUEST_LOG``              off             mode
+``request_log_topic``       ``SERVEKIT_REQUEST_LOG_TOPIC``        servekit-requests
+``request_log_sample``      ``SERVEKIT_REQUEST_LOG_SAMPLE``       1.0             rate 0..1
+``request_log_batch``       ``SERVEKIT_REQUEST_LOG_BATCH``        1               records
 ==========================  ====================================  ==============  =========
+
+``request_log`` is ``off``, ``all``, ``request`` or ``response``. Event settings
+(:class:`EventSettings`, one bus per process) are flags and ``App`` keywords with an
+``events_`` prefix:
+
+=============================  ======================================  ===============  =====
+setting                        environment variable                    default          unit
+=============================  ======================================  ===============  =====
+``events_url``                 ``SERVEKIT_EVENTS_URL``                 stdout
+``events_engine``              ``SERVEKIT_EVENTS_ENGINE``              true
+``events_buffer_size``         ``SERVEKIT_EVENTS_BUFFER_SIZE``         100000           events
+``events_spool_dir``           ``SERVEKIT_EVENTS_SPOOL_DIR``           none (temp dir)
+``events_spool_max_bytes``     ``SERVEKIT_EVENTS_SPOOL_MAX_BYTES``     268435456        bytes
+``events_exit_flush_timeout``  ``SERVEKIT_EVENTS_EXIT_FLUSH_TIMEOUT``  5.0              s
+=============================  ======================================  ===============  =====
 
 A misspelt keyword is a ``TypeError`` naming the closest valid setting; an invalid value is a
 :class:`InvalidSetting` (a ``ValueError``) naming the setting, or the variable it came from.
@@ -225,6 +244,7 @@ class BatchSettings(_Settings):
 
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+RequestLogMode = Literal["off", "all", "request", "response"]
 
 
 class ServerSettings(_Settings):
@@ -374,6 +394,26 @@ class ServerSettings(_Settings):
         " clients refresh their lists (the eas-prediction SDK every 3 s)",
     )
 
+    request_log: RequestLogMode = Field(
+        "off",
+        description="log served requests for model monitoring: all (request and response"
+        " records), request, response, or off",
+    )
+    request_log_topic: str = Field(
+        "servekit-requests", description="topic / stream / file stream of the request records"
+    )
+    request_log_sample: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="share of requests logged, drawn per request; errors (4xx/5xx) are always"
+        " logged",
+    )
+    request_log_batch: int = Field(
+        1, ge=1, description="request records per message (mlrun's log_stream_batch)"
+    )
+
     @field_validator("token", mode="before")
     @classmethod
     def _empty_token_is_none(cls, value: object) -> object:
@@ -440,12 +480,14 @@ class EventSettings(_Settings):
 
 
 QUEUE_FLAG_PREFIX = "queue_"
+EVENTS_FLAG_PREFIX = "events_"
 
 
 def flat_fields() -> dict[str, tuple[type[_Settings], str]]:
     """Every setting's flat name (a CLI flag, an ``App`` keyword) → its class and field.
 
-    Queue settings carry a ``queue_`` prefix: ``QueueSettings.url`` is ``queue_url``.
+    Queue settings carry a ``queue_`` prefix: ``QueueSettings.url`` is ``queue_url``; event
+    settings an ``events_`` prefix (``events_url``).
     """
     fields: dict[str, tuple[type[_Settings], str]] = {}
     for cls in (ServerSettings, BatchSettings):
@@ -453,13 +495,19 @@ def flat_fields() -> dict[str, tuple[type[_Settings], str]]:
     fields.update(
         (QUEUE_FLAG_PREFIX + name, (QueueSettings, name)) for name in QueueSettings.model_fields
     )
+    fields.update(
+        (EVENTS_FLAG_PREFIX + name, (EventSettings, name)) for name in EventSettings.model_fields
+    )
     return fields
 
 
 def split_overrides(
     given: Mapping[str, Any],
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """Sort flat names into server, batching and queue keywords (``None``: not given)."""
+    """Sort flat names into server, batching and queue keywords (``None``: not given).
+
+    ``events_*`` names are left to :func:`event_overrides` (the bus is one per process).
+    """
     parts: dict[type[_Settings], dict[str, Any]] = {
         ServerSettings: {},
         BatchSettings: {},
@@ -470,9 +518,18 @@ def split_overrides(
         if name not in fields:
             raise UnknownSetting(f"unknown setting {name!r}{suggest(name, fields)}")
         cls, field = fields[name]
-        if value is not None:
+        if value is not None and cls is not EventSettings:
             parts[cls][field] = value
     return parts[ServerSettings], parts[BatchSettings], parts[QueueSettings]
+
+
+def event_overrides(given: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``events_*`` names of ``given`` as ``EventSettings`` keywords (``None``: not given)."""
+    return {
+        name.removeprefix(EVENTS_FLAG_PREFIX): value
+        for name, value in given.items()
+        if name.startswith(EVENTS_FLAG_PREFIX) and value is not None
+    }
 
 
 def with_overrides(cls: type[_S], settings: _S | None, changes: Mapping[str, Any]) -> _S:

@@ -48,6 +48,10 @@ log = logging.getLogger("servekit.batching")
 Handler = Callable[[list[Any]], Sequence[Any]]
 """Runs in a worker thread: one result (or an ``Exception`` instance) per item, in order."""
 
+BatchHook = Callable[[list[tuple[Work, int, int]], int, float, float, bool], None]
+"""``on_batch(parts, size, mean_wait, predict_seconds, ok)``: in the worker thread, after each
+batch ran and before its results are handed over; ``parts`` are ``(work, start, end)``."""
+
 _Part = tuple[Work, int, int]
 _MAX_SKIPPED = 256  # chunks of other keys one dispatch looks past for items of its key
 _UNSET: Any = object()
@@ -84,7 +88,7 @@ class Batcher:
         self._running = 0
         self._inflight: dict[int, list[_Part]] = {}
         self._batch_ids = itertools.count()
-        self._jobs: queue.SimpleQueue[tuple[int, list[Any], list[_Part]] | None] = (
+        self._jobs: queue.SimpleQueue[tuple[int, list[Any], list[_Part], float] | None] = (
             queue.SimpleQueue()
         )
         self._threads: list[threading.Thread] = []
@@ -95,6 +99,8 @@ class Batcher:
         self._thread_cancel = self._on_thread_cancel  # one bound method for every submission
         self._failures = FailureLog(log, name, self.now)
         self._failure_timer: TimerHandle | None = None
+        #: per-batch observer (engine events, request-log metrics); None: nothing is called
+        self.on_batch: BatchHook | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -474,7 +480,7 @@ class Batcher:
         batch_id = next(self._batch_ids)
         self._inflight[batch_id] = parts
         self._running += 1
-        self._jobs.put((batch_id, items, parts))
+        self._jobs.put((batch_id, items, parts, wait / len(items)))
         return True
 
     def _worker(self) -> None:
@@ -485,7 +491,7 @@ class Batcher:
             job = self._jobs.get()
             if job is None:
                 return
-            batch_id, items, parts = job
+            batch_id, items, parts, wait = job
             started = time.perf_counter()
             error: BaseException | None = None
             outputs: Sequence[Any] | None = None
@@ -511,6 +517,9 @@ class Batcher:
                 isolated, error = error, None
                 outputs = self._isolate(items, parts)
             elapsed = time.perf_counter() - started
+            if self.on_batch is not None:
+                ok = error is None and isolated is None
+                self._observe(parts, len(items), wait, elapsed, ok)
             early = 0 if error is not None else _deliver_to_threads(parts, outputs)  # type: ignore[arg-type]
             try:
                 loop.call_soon_threadsafe(
@@ -518,6 +527,12 @@ class Batcher:
                 )
             except RuntimeError:  # loop closed: nobody is waiting any more
                 return
+
+    def _observe(self, parts: list[_Part], size: int, wait: float, took: float, ok: bool) -> None:
+        try:
+            self.on_batch(parts, size, wait, took, ok)  # type: ignore[misc]
+        except Exception:  # an observer's bug must not fail the batch
+            log.exception("batcher %s: the per-batch observer failed", self.name)
 
     def _isolate(self, items: list[Any], parts: list[_Part]) -> list[Any]:
         """In the worker thread: re-run each submission's items of a failed batch alone.

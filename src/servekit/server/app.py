@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from servekit import __version__
+from servekit.events.engine import apply_settings as apply_event_settings
 from servekit.model import Model
 from servekit.protocol.v2 import server_metadata
 from servekit.queue.config import open_queue
@@ -26,7 +27,13 @@ from servekit.server.queue_door import QueueDoor
 from servekit.server.routing import Request, Route
 from servekit.server.runtime import ModelRegistry, ModelRuntime
 from servekit.server.tcp import TcpDoor
-from servekit.settings import QueueSettings, ServerSettings, split_overrides, with_overrides
+from servekit.settings import (
+    QueueSettings,
+    ServerSettings,
+    event_overrides,
+    split_overrides,
+    with_overrides,
+)
 
 log = logging.getLogger("servekit.server")
 
@@ -60,13 +67,16 @@ class App:
         **overrides: Any,
     ) -> None:
         server, batching, queue = split_overrides(overrides)
+        engine_events = apply_event_settings(event_overrides(overrides))
         settings = with_overrides(ServerSettings, settings, server)
         self.settings = settings
         self.registry = ModelRegistry()
         for model in models:
             if not isinstance(model, Model):
                 raise TypeError(f"expected a servekit.Model, got {type(model).__name__}")
-            self.registry.add(ModelRuntime(model, model.batch_policy(**batching)))
+            policy = model.batch_policy(**batching)
+            runtime = ModelRuntime(model, policy, settings=settings, engine_events=engine_events)
+            self.registry.add(runtime)
         if not len(self.registry):
             raise ValueError("App needs at least one model")
         self.token = settings.token_value

@@ -201,7 +201,9 @@ class AsyncInference:
             try:
                 model = self.runtime.model
                 item, encode = decode_body(model.eas_format, record.data, str(model.name))
-                (result,) = await self.runtime.infer([item], request=item)
+                (result,) = await self.runtime.infer(
+                    [item], request=item, door="queue", correlation_id=_corr(record)
+                )
                 return encode(result), 200
             except (QueueFull, Unavailable) as exc:
                 if self._stopping:
@@ -244,6 +246,11 @@ class _Answers:
     async def settle(self) -> None:
         if self._running:
             await asyncio.wait(set(self._running))
+
+
+def _corr(record: Record) -> str | None:
+    """A record's correlation id for events and request records: its request id, if any."""
+    return record.request_id or None
 
 
 def _error(message: str) -> bytes:

@@ -18,7 +18,7 @@ from servekit.server.asgi import (
     timeout_seconds,
     watch_disconnect,
 )
-from servekit.server.runtime import ModelRuntime
+from servekit.server.runtime import ModelRuntime, correlation_id
 
 _OCTETS = [(b"content-type", b"application/octet-stream")]
 
@@ -42,5 +42,7 @@ async def predict(
         request=item,
         deadline=None if seconds is None else runtime.now() + seconds,
         cancelled_by=watch_disconnect(receive),
+        door="eas",
+        correlation_id=correlation_id(scope["headers"]) if runtime.observing else None,
     )
     await send_bytes(send, 200, encode(result), _OCTETS)

@@ -27,7 +27,7 @@ from servekit.server.asgi import (
 from servekit.server.http_app import HttpApp
 from servekit.server.metrics import metrics_registry, render_metrics
 from servekit.server.routing import Request, Route
-from servekit.server.runtime import ModelRuntime
+from servekit.server.runtime import ModelRuntime, correlation_id
 from servekit.settings import ServerSettings
 
 log = logging.getLogger("servekit.server")
@@ -137,6 +137,8 @@ class MessageApp:
             request=message.data,
             deadline=None if seconds is None else runtime.now() + seconds,
             cancelled_by=watch_disconnect(request.receive),
+            door="virtex",
+            correlation_id=correlation_id(request.scope["headers"]) if runtime.observing else None,
         )
         try:
             body = HttpMessage(data=results).to_bytes()
@@ -177,9 +179,10 @@ def http_server(
         max_queue_size=max_queue_size,
     )
     body_limit: dict[str, Any] = {} if max_body_size is None else {"max_body_size": max_body_size}
+    settings = ServerSettings(**body_limit)
     return MessageApp(
-        ModelRuntime(model, policy),
-        max_body_size=ServerSettings(**body_limit).max_body_size,
+        ModelRuntime(model, policy, settings=settings),
+        max_body_size=settings.max_body_size,
         metrics_mode=metrics_mode,
         metrics_host=metrics_host,
         metrics_port=metrics_port,

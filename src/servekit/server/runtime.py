@@ -9,22 +9,38 @@ import re
 import threading
 import time
 from collections.abc import Coroutine, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from servekit.batching import Batcher, BatchPolicy, CancelToken, ThreadFuture
 from servekit.errors import (
     BadRequest,
+    Cancelled,
     DeadlineExceeded,
     Draining,
     ModelNotFound,
     ModelNotReady,
     ServekitError,
 )
-from servekit.model import Model
+from servekit.events.engine import EngineEvents, engine_enabled, new_correlation_id
+from servekit.events.request_log import RequestLog
+from servekit.model import Model, batch_context
+
+if TYPE_CHECKING:
+    from servekit.settings import ServerSettings
 
 log = logging.getLogger("servekit.server")
 
 LOADING, READY, FAILED, DRAINING, STOPPED = "loading", "ready", "failed", "draining", "stopped"
+_PENDING_METRICS = 10_000  # batch metrics not yet taken by their requests (bounded)
+
+
+def status_of(error: BaseException) -> int:
+    """The HTTP status an outcome maps to: a servekit error's own, 499 cancelled, else 500."""
+    if isinstance(error, ServekitError):
+        return error.status
+    if isinstance(error, asyncio.CancelledError):
+        return Cancelled.status
+    return 500
 
 
 class ModelRuntime:
@@ -32,10 +48,21 @@ class ModelRuntime:
 
     :meth:`infer` (and :meth:`infer_threadsafe` for callers in other threads) is the one way
     from any door into the batcher: it checks readiness, runs ``Model.validate``, applies the
-    caller's deadline and cancels the work when the caller goes away.
+    caller's deadline and cancels the work when the caller goes away. It is also where engine
+    events and request logging attach (``observing``): a door passes its name (``door``) and
+    the request's correlation id, and only when ``observing`` is true need it look one up.
     """
 
-    def __init__(self, model: Model, policy: BatchPolicy) -> None:
+    def __init__(
+        self,
+        model: Model,
+        policy: BatchPolicy,
+        *,
+        settings: ServerSettings | None = None,
+        engine_events: bool | None = None,
+    ) -> None:
+        """``engine_events``: None reads ``SERVEKIT_EVENTS_ENGINE``; request logging follows
+        ``settings.request_log`` (no settings: off)."""
         self.model = model
         self.policy = policy
         self.batcher = Batcher(model.run_batch, policy, name=model.full_name)
@@ -43,6 +70,15 @@ class ModelRuntime:
         self.load_error: str | None = None
         self.operations = model.operations()
         self._validates = type(model).validate is not Model.validate
+        if engine_events is None:
+            engine_events = engine_enabled()
+        self.events = EngineEvents(model.full_name) if engine_events else None
+        self.request_log = _request_log(model, settings)
+        #: engine events or request logging are on: doors pass correlation ids
+        self.observing = self.events is not None or self.request_log is not None
+        self._batch_metrics: dict[int, tuple[Sequence[Any], dict[str, Any]]] = {}
+        if self.observing:
+            self.batcher.on_batch = self._on_batch
 
     def infer(
         self,
@@ -51,21 +87,74 @@ class ModelRuntime:
         request: Any = None,
         deadline: float | None = None,
         cancelled_by: asyncio.Future[Any] | None = None,
+        door: str = "",
+        correlation_id: str | None = None,
+        element: int = -1,
     ) -> Coroutine[Any, Any, list[Any]]:
         """Run ``items`` through the model's batcher: ``await`` it for the results, in order.
 
         ``request`` is what ``Model.validate`` sees (the request as its door decoded it;
-        default: the items). ``deadline`` is on :meth:`now`'s clock: work still queued then
-        fails with ``DeadlineExceeded`` (504). When ``cancelled_by`` completes (the client
-        disconnected) work that has not run is dropped. The checks run at the call; the
-        batcher's own coroutine is returned as is (one coroutine less per request).
+        default: the items) and what request logging records. ``deadline`` is on :meth:`now`'s
+        clock: work still queued then fails with ``DeadlineExceeded`` (504). When
+        ``cancelled_by`` completes (the client disconnected) work that has not run is dropped.
+        The checks run at the call. Not ``observing``: the batcher's own coroutine is returned
+        as is (one coroutine less per request); else a coroutine that reports the outcome
+        (``door``, ``correlation_id`` — one is made when None — and ``element``).
         """
+        if self.observing:
+            return self._infer_observed(
+                items, request, deadline, cancelled_by, door, correlation_id, element
+            )
         self.check_ready()
         if self._validates:
             self._validate(items if request is None else request)
         if deadline is not None and deadline <= self.batcher.now():
             raise DeadlineExceeded("the request's timeout had already passed when it arrived")
         return self.batcher.run(items, deadline=deadline, cancelled_by=cancelled_by)
+
+    def _infer_observed(
+        self,
+        items: Sequence[Any],
+        request: Any,
+        deadline: float | None,
+        cancelled_by: asyncio.Future[Any] | None,
+        door: str,
+        corr_id: str | None,
+        element: int,
+    ) -> Coroutine[Any, Any, list[Any]]:
+        started = time.perf_counter()
+        if corr_id is None:
+            corr_id = new_correlation_id()
+        try:
+            self.check_ready()
+            if self._validates:
+                self._validate(items if request is None else request)
+            if deadline is not None and deadline <= self.batcher.now():
+                raise DeadlineExceeded("the request's timeout had already passed when it arrived")
+        except ServekitError as exc:
+            self._finished(door, corr_id, element, started, exc.status, items, request, None, exc)
+            raise
+        work = self.batcher.run(items, deadline=deadline, cancelled_by=cancelled_by)
+        return self._watch(work, items, request, door, corr_id, element, started)
+
+    async def _watch(
+        self,
+        work: Coroutine[Any, Any, list[Any]],
+        items: Sequence[Any],
+        request: Any,
+        door: str,
+        corr_id: str,
+        element: int,
+        started: float,
+    ) -> list[Any]:
+        try:
+            results = await work
+        except BaseException as exc:  # reported, then raised as it was
+            status = status_of(exc)
+            self._finished(door, corr_id, element, started, status, items, request, None, exc)
+            raise
+        self._finished(door, corr_id, element, started, 200, items, request, results, None)
+        return results
 
     def infer_threadsafe(
         self,
@@ -74,11 +163,86 @@ class ModelRuntime:
         request: Any = None,
         token: CancelToken | None = None,
     ) -> ThreadFuture:
-        """:meth:`infer` for callers in other threads; cancel the future to drop the work."""
+        """:meth:`infer` for callers in other threads; cancel the future to drop the work.
+
+        The caller waits on the future itself, so when ``observing`` it reports the outcome
+        (errors raised here included) with :meth:`finished`.
+        """
         self.check_ready()
         if self._validates:
             self._validate(items if request is None else request)
         return self.batcher.submit_threadsafe(items, token=token)
+
+    def finished(
+        self,
+        door: str,
+        correlation_id: str,
+        element: int,
+        started: float,
+        status: int,
+        items: Sequence[Any],
+        *,
+        request: Any = None,
+        results: list[Any] | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Report a request's outcome (``started``: ``time.perf_counter()`` at its arrival)
+        as engine events and a request record; for doors that wait on their own (threads)."""
+        if self.observing:
+            self._finished(
+                door, correlation_id, element, started, status, items, request, results, error
+            )
+
+    def _finished(
+        self,
+        door: str,
+        corr_id: str,
+        element: int,
+        started: float,
+        status: int,
+        items: Sequence[Any],
+        request: Any,
+        results: list[Any] | None,
+        error: BaseException | None,
+    ) -> None:
+        seconds = time.perf_counter() - started
+        events = self.events
+        if events is not None:
+            events.request(door, status, seconds, corr_id, element)
+        log = self.request_log
+        if log is not None:
+            log.log(
+                door=door,
+                corr_id=corr_id,
+                started=time.time() - seconds,
+                seconds=seconds,
+                status=status,
+                inputs=items if request is None else request,
+                outputs=results,
+                error=error,
+                metrics=self._metrics_of(items),
+            )
+
+    def _metrics_of(self, items: Sequence[Any]) -> dict[str, Any] | None:
+        """The metrics the model set for this request: model-wide ones, then its batch's."""
+        model_wide = getattr(self.model, "metrics", None)
+        entry = self._batch_metrics.pop(id(items), None) if self._batch_metrics else None
+        if entry is None or entry[0] is not items:
+            return dict(model_wide) if model_wide else None
+        return {**model_wide, **entry[1]} if model_wide else entry[1]
+
+    def _on_batch(self, parts: list[Any], size: int, wait: float, took: float, ok: bool) -> None:
+        """In the model thread after each batch: attach its metrics, emit its events."""
+        context = batch_context
+        mine = context.model is self.model
+        if self.request_log is not None and mine and context.metrics:
+            pending = self._batch_metrics
+            if len(pending) >= _PENDING_METRICS:  # requests gone before taking theirs
+                pending.clear()
+            for work, _, _ in parts:
+                pending[id(work.items)] = (work.items, context.metrics)
+        if self.events is not None:
+            self.events.batch(size, wait, took, ok, context.preprocess if mine else None)
 
     def now(self) -> float:
         """The clock deadlines are measured on (monotonic seconds)."""
@@ -164,6 +328,30 @@ class ModelRuntime:
         self.state = DRAINING
         await self.batcher.close(timeout)
         self.state = STOPPED
+        if self.request_log is not None:
+            self.request_log.flush()
+
+
+def correlation_id(headers: Sequence[tuple[bytes, bytes]], fallback: Any = None) -> str | None:
+    """The ``Correlation-Id`` header of an ASGI request, else ``fallback`` (e.g. the v2
+    request ``id``) as text, else None (the runtime then makes one)."""
+    for name, value in headers:
+        if name == b"correlation-id":
+            return value.decode("latin-1")
+    return None if fallback is None else str(fallback)
+
+
+def _request_log(model: Model, settings: ServerSettings | None) -> RequestLog | None:
+    if settings is None or settings.request_log == "off":
+        return None
+    return RequestLog(
+        str(model.name),
+        model.version,
+        mode=settings.request_log,
+        topic=settings.request_log_topic,
+        sample=settings.request_log_sample,
+        batch=settings.request_log_batch,
+    )
 
 
 def _version_key(version: str | None) -> tuple[Any, ...]:

@@ -3,7 +3,8 @@
 Each frame is a 4-byte big-endian length and a UTF-8 JSON object. Requests carry
 ``req_type`` (0 heartbeat, 1 train, 2 predict job, 3 inference), ``request_number`` and
 ``data``; an inference request may name a ``model`` (default: the first served model) and
-its ``data`` is one batch item. Responses carry ``flag`` (1 success, 2 error), ``message``,
+a ``correlation_id`` (carried by engine events and request records; default: one is made),
+and its ``data`` is one batch item. Responses carry ``flag`` (1 success, 2 error), ``message``,
 ``request_number`` and ``data``; an error also carries ``code``, the HTTP status of the same
 error on the HTTP doors. Many requests may be in flight on one connection: each is answered
 when its result is ready, matched by ``request_number``. When the connection closes, its
@@ -199,11 +200,14 @@ class TcpDoor:
         seconds = None
         if request.get("timeout_ms") is not None:
             seconds = checked_timeout(request["timeout_ms"], "'timeout_ms'", MILLISECONDS)
+        corr = request.get("correlation_id") if runtime.observing else None
         (result,) = await runtime.infer(
             [data],
             request=data,
             deadline=None if seconds is None else runtime.now() + seconds,
             cancelled_by=closed,
+            door="tcp",
+            correlation_id=None if corr is None else str(corr),
         )
         return {
             "flag": FLAG_SUCCESS,

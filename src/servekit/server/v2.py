@@ -31,7 +31,7 @@ from servekit.server.asgi import (
     timeout_seconds,
     watch_disconnect,
 )
-from servekit.server.runtime import ModelRuntime
+from servekit.server.runtime import ModelRuntime, correlation_id
 
 
 def metadata(runtime: ModelRuntime, versions: list[str]) -> dict[str, Any]:
@@ -167,6 +167,8 @@ async def infer(
         request=request.inputs,
         deadline=deadline_for(runtime, scope, request),
         cancelled_by=watch_disconnect(receive),
+        door="v2",
+        correlation_id=correlation_id(scope["headers"], request.id) if runtime.observing else None,
     )
     outputs = _select_outputs(runtime, request, join_outputs(runtime, results))
     binary: bool | set[str] = request.binary_output
