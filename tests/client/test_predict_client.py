@@ -275,7 +275,7 @@ def test_direct_mode_sends_to_the_instances_service_discovery_lists(
         assert client.predict(StringRequest(b"direct")).response_data == b"direct"
         router = client._router
         assert router is not None
-        assert router.url == f"http://127.0.0.1:{door.port}/api/predict/echo"
+        assert router.bases == [f"http://127.0.0.1:{door.port}"]
     assert app.calls == 1
 
 

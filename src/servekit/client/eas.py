@@ -18,11 +18,13 @@ Where it differs from the SDK, on purpose:
 - ``https://`` endpoints are kept (the SDK rewrites every endpoint to ``http://``).
 - The signed ``Date`` header is real GMT (the SDK sends local time labelled GMT).
 - ``ENDPOINT_TYPE_DIRECT`` asks ``<endpoint>/api/v1/servicediscovery/upstreams/<service>``
-  for the service's instances and spreads requests over them by weight, refreshing the list
-  every ``discovery_interval`` seconds, as the SDK does. Where that discovery answers nothing
-  usable (a servekit server has no such route, or it is unreachable), the client falls back
-  to sending to ``<endpoint>/api/predict/<service>`` directly, instead of failing every
-  request as the SDK would after its 5 s wait.
+  (every servekit server answers it, see docs/discovery.md) for the service's instances and
+  spreads requests over them by weight, refreshing the list every ``discovery_interval``
+  seconds, as the SDK does. An instance that refuses connections or answers 503 is passed
+  over for a while, so the retry goes to another one (the SDK retries in plain round robin).
+  Where discovery answers nothing usable (unreachable, or no such route), the client sends
+  to ``<endpoint>/api/predict/<service>`` directly, instead of failing every request as the
+  SDK would after its 5 s wait.
 - ``StringResponse.to_string()`` is the body as text (the SDK returns ``str(bytes)``).
 """
 
@@ -40,12 +42,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import orjson
 
-from servekit.client._errors import ClientError, status_error
-from servekit.client._http11 import Response
+from servekit.client._discovery import Balancer, DiscoveryBalancer
+from servekit.client._errors import ClientError
 from servekit.client._retry import Retry
-from servekit.client._transport import Transport
 
 __all__ = [
     "ENDPOINT_TYPE_DEFAULT",
@@ -314,7 +314,7 @@ class PredictClient:
         self.max_connection_count = 100
         self.timeout = 5000
         self.retry = Retry(attempts=5)  # replaceable, e.g. to change the backoff
-        self._router: _Router | None = None
+        self._router: Balancer | None = None
         self._lock = threading.Lock()
 
     # settings (SDK names)
@@ -397,36 +397,36 @@ class PredictClient:
         if isinstance(body, str):
             body = body.encode("utf-8")
         headers = self._headers(body)
-        retry = self.retry
         seconds = self.timeout / 1000.0
-        path = router.path
-
-        def once() -> Response:
-            response = router.next().send("POST", path, body, headers, timeout=seconds)
-            if not 200 <= response.status < 300:
-                where = router.url
-                raise status_error(response.status, response.body, response.headers, where=where)
-            return response
-
-        response = retry.call(once)
+        path = "" if self.custom_url else f"/api/predict/{self.service_name}"
+        response = self.retry.call(
+            lambda: router.request("POST", path, body, headers, timeout=seconds)
+        )
         return request.parse_response(response.body)
 
     # internals
 
-    def _ensure_router(self) -> _Router:
+    def _ensure_router(self) -> Balancer:
         with self._lock:
             if self._router is None:
                 self._router = self._make_router()
             return self._router
 
-    def _make_router(self) -> _Router:
+    def _make_router(self) -> Balancer:
+        connections = self.max_connection_count
         if self.custom_url:
-            return _Router([(self.custom_url, 1)], "", self.max_connection_count)
-        path = f"/api/predict/{self.service_name}"
+            return Balancer([(self.custom_url, 1)], max_connections=connections)
         if self.endpoint_type in (ENDPOINT_TYPE_GATEWAY, ENDPOINT_TYPE_DEFAULT, ""):
-            return _Router([(self._gateway(), 1)], path, self.max_connection_count)
+            return Balancer([(self._gateway(), 1)], max_connections=connections)
         if self.endpoint_type == ENDPOINT_TYPE_DIRECT:
-            return _DirectRouter(self._gateway(), self.service_name, path, self)
+            return DiscoveryBalancer(
+                self._gateway(),
+                self.service_name,
+                interval=self.discovery_interval,
+                timeout=self.timeout / 1000.0,
+                max_connections=connections,
+                token=self.token,
+            )
         raise ClientError(f"unsupported endpoint type: {self.endpoint_type!r}")
 
     def _gateway(self) -> str:
@@ -457,97 +457,3 @@ class PredictClient:
         headers["Content-MD5"] = md5
         headers["Authorization"] = f"EAS {base64.b64encode(digest).decode()}"
         return headers
-
-
-class _Router:
-    """Backends with weights; ``next()`` picks by smooth weighted round robin."""
-
-    def __init__(self, backends: list[tuple[str, int]], path: str, max_connections: int) -> None:
-        self.path = path
-        self.max_connections = max_connections
-        self._transports: dict[str, Transport] = {}
-        self._lock = threading.Lock()
-        self._weights: list[tuple[str, int]] = []
-        self._current: dict[str, int] = {}
-        self.set_backends(backends)
-
-    @property
-    def url(self) -> str:
-        return ", ".join(f"{base}{self.path}" for base, _ in self._weights)
-
-    def set_backends(self, backends: list[tuple[str, int]]) -> None:
-        with self._lock:
-            self._weights = [(base, max(1, weight)) for base, weight in backends]
-            self._current = {base: self._current.get(base, 0) for base, _ in self._weights}
-            for base, _ in self._weights:
-                if base not in self._transports:
-                    self._transports[base] = Transport(base, max_connections=self.max_connections)
-
-    def next(self) -> Transport:
-        with self._lock:
-            if len(self._weights) == 1:
-                return self._transports[self._weights[0][0]]
-            total = sum(weight for _, weight in self._weights)
-            for base, weight in self._weights:
-                self._current[base] += weight
-            best = max(self._weights, key=lambda bw: self._current[bw[0]])[0]
-            self._current[best] -= total
-            return self._transports[best]
-
-    def close(self) -> None:
-        with self._lock:
-            transports = list(self._transports.values())
-        for transport in transports:
-            transport.close()
-
-
-class _DirectRouter(_Router):
-    """Instances found through EAS service discovery, refreshed in the background."""
-
-    def __init__(self, endpoint: str, service: str, path: str, client: PredictClient) -> None:
-        self._discovery = Transport(endpoint, timeout=client.timeout / 1000.0)
-        internal = os.getenv("NAMESPACE") and os.getenv("POD_NAME")
-        self._discovery_path = f"/api/v1/servicediscovery/upstreams/{service.split('/')[0]}" + (
-            "?internal=true" if internal else ""
-        )
-        self._endpoint = endpoint
-        self._no_discovery = False
-        super().__init__(self._discover() or [(endpoint, 1)], path, client.max_connection_count)
-        self._stop = threading.Event()
-        self._interval = client.discovery_interval
-        self._thread = threading.Thread(target=self._refresh, name="eas-discovery", daemon=True)
-        self._thread.start()
-
-    def _discover(self) -> list[tuple[str, int]]:
-        """The instances the discovery route lists; empty if it gave nothing usable."""
-        try:
-            response = self._discovery.send("GET", self._discovery_path)
-        except ClientError as exc:
-            _log.warning("service discovery at %s failed: %s", self._endpoint, exc)
-            return []
-        if response.status == 404:
-            self._no_discovery = True  # not a discovery service: stop asking
-        if response.status != 200:
-            _log.warning(
-                "service discovery at %s answered %d; sending to the endpoint directly",
-                self._endpoint,
-                response.status,
-            )
-            return []
-        try:
-            items = orjson.loads(response.body)["endpoints"]["items"]
-            return [(f"http://{h['ip']}:{h['port']}", int(h.get("weight", 1))) for h in items]
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            _log.warning("service discovery at %s sent an unusable answer: %r", self._endpoint, exc)
-            return []
-
-    def _refresh(self) -> None:
-        while not self._no_discovery and not self._stop.wait(self._interval):
-            backends = self._discover()
-            if backends:
-                self.set_backends(backends)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._discovery.close()
-        super().close()

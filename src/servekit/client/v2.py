@@ -6,12 +6,14 @@ transport, so one event loop keeps as many requests in flight as it starts.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 import orjson
 
+from servekit.client._discovery import DiscoveryBalancer
 from servekit.client._errors import ProtocolError
 from servekit.client._http11 import Response, TransportBase
 from servekit.client._retry import Retry
@@ -63,7 +65,53 @@ class Client(_ClientBase[Transport]):
     (``NotFoundError``, ``TooManyRequests``, …) with the server's message; no answer raises
     a ``TransportError``. ``retries`` counts every try of what :class:`Retry` deems safe to
     resend (never a 500 or a 4xx other than 429).
+
+    ``discovery=True`` sends each model's ``infer`` to the replicas ``url``'s service
+    discovery route lists for it (refreshed every ``discovery_interval`` seconds), by weight;
+    a replica that refuses connections or answers 503 is passed over and the retry goes to
+    another one. Other calls go to ``url``.
     """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str = "",
+        timeout: float = 30.0,
+        retries: int = 3,
+        binary: bool = False,
+        max_connections: int = 100,
+        discovery: bool = False,
+        discovery_interval: float = 3.0,
+    ) -> None:
+        super().__init__(
+            url,
+            token=token,
+            timeout=timeout,
+            retries=retries,
+            binary=binary,
+            max_connections=max_connections,
+        )
+        self._discovery = discovery
+        self._discovery_interval = discovery_interval
+        self._url = url
+        self._balancers: dict[str, DiscoveryBalancer] = {}
+        self._balancers_lock = threading.Lock()
+
+    def _balancer(self, model: str) -> DiscoveryBalancer:
+        with self._balancers_lock:
+            balancer = self._balancers.get(model)
+            if balancer is None:
+                transport = self._transport
+                balancer = self._balancers[model] = DiscoveryBalancer(
+                    self._url,
+                    model,
+                    interval=self._discovery_interval,
+                    timeout=transport.timeout,
+                    max_connections=transport.max_connections,
+                    token=transport.token,
+                )
+            return balancer
 
     @staticmethod
     def _transport_class() -> type[Transport]:
@@ -86,7 +134,13 @@ class Client(_ClientBase[Transport]):
         path, body, headers = _infer_request(
             model, version, inputs, outputs, binary, request_id, parameters
         )
-        return _decode(self._transport.request("POST", path, body, headers, timeout=timeout))
+        if not self._discovery:
+            return _decode(self._transport.request("POST", path, body, headers, timeout=timeout))
+        balancer, seconds = self._balancer(model), timeout or self._transport.timeout
+        response = self._transport.retry.call(
+            lambda: balancer.request("POST", path, body, headers, timeout=seconds)
+        )
+        return _decode(response)
 
     def ready(self, model: str | None = None, version: str | None = None) -> bool:
         """Whether the server (or one model) is ready to serve."""
@@ -101,8 +155,12 @@ class Client(_ClientBase[Transport]):
         return _json_object(self._transport.request("GET", _metadata_path(model, version)))
 
     def close(self) -> None:
-        """Close the idle connections."""
+        """Close the idle connections (and stop refreshing discovered replicas)."""
         self._transport.close()
+        with self._balancers_lock:
+            balancers, self._balancers = list(self._balancers.values()), {}
+        for balancer in balancers:
+            balancer.close()
 
     def __enter__(self) -> Client:
         return self
