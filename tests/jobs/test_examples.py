@@ -131,3 +131,45 @@ def test_example_trains_a_real_model_with_progress_per_epoch(
     assert [v["data"]["epoch"] for v in values[1:5]] == [0, 1, 2, 3]
     assert Path(values[-1]["data"]["model_path"]).is_file()
     assert answer["flag"] == 1 and [d["img_path"] for d in answer["data"]] == ["0", "1"]
+
+
+def test_serve_a_file_without_pipelines_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "plain.py").write_text("x = 1\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "servekit", "serve", "plain.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "plain.py defines no @pipeline() class" in result.stderr
+
+
+def test_a_pipeline_that_fails_to_load_publishes_end_300_and_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(
+        "import servekit.jobs as dubhe_sdk\n\n"
+        "@dubhe_sdk.pipeline()\nclass Broken:\n"
+        "    def __init__(self, ctx):\n        raise FileNotFoundError('config.json')\n\n"
+        "    @dubhe_sdk.train()\n    def train(self, ctx):\n        pass\n"
+    )
+    events = tmp_path / "events.jsonl"
+    env = {
+        **os.environ,
+        "SERVEKIT_JOBS_EVENTS_URL": f"file://{events}",
+        "SERVEKIT_JOBS_WORK_DIR": str(tmp_path / "work"),
+        "SERVEKIT_JOBS_LOG_DIR": str(tmp_path / "log"),
+        "PORT": str(_free_port()),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "servekit", "serve", "app.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    (end,) = _events(events)
+    assert end["data"]["status"] == 300 and end["job_id"] is None
+    assert end["data"]["error"] == "FileNotFoundError: config.json"

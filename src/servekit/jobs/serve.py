@@ -57,13 +57,16 @@ def serve_target(target: str, given: Mapping[str, Any]) -> int:
     """
     from servekit.server.loader import TargetError, import_module
 
-    module = import_module(target)
+    expected = (
+        "expected MODULE:ATTR or FILE.py:ATTR (models), or a file of @jobs.pipeline() classes"
+    )
+    try:
+        module = import_module(target)
+    except TargetError as exc:
+        raise TargetError(f"{exc}; {expected}") from None
     pipelines = find_pipelines(module)
     if not pipelines:
-        raise TargetError(
-            f"{target} defines no @pipeline() class; to serve servekit models name them,"
-            " e.g. app.py:MyModel"
-        )
+        raise TargetError(f"{target} defines no @pipeline() class; {expected}")
     overrides = {k: given[k] for k in ("host", "port") if k in given}
     ignored = sorted(set(given) - set(overrides))
     config = JobConfig.resolve(JobSettings(**overrides))
