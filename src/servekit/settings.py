@@ -91,8 +91,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BatchSettings",
-    "InvalidSetting",
     "EventSettings",
+    "InvalidSetting",
     "JobSettings",
     "QueueSettings",
     "ServerSettings",

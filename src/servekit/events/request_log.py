@@ -151,9 +151,10 @@ class RequestLog:
                 "correlation_id": corr_id,
                 "status": status,
                 "seconds": seconds,
-                "outputs": outputs,
             }
-            if error is not None:
+            if error is None:
+                data["outputs"] = outputs
+            else:
                 data["error"] = _text(error)
             if metrics:
                 data["metrics"] = metrics
