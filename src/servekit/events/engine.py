@@ -74,10 +74,10 @@ class EngineEvents:
         self._details: dict[str, str] = {}
 
     def detail(self, door: str) -> str:
-        """``"<door> <model>"``, made once per door."""
+        """``"<door> <model>"`` (the model alone for a caller that names no door), made once."""
         detail = self._details.get(door)
         if detail is None:
-            detail = self._details[door] = f"{door} {self.model}"
+            detail = self._details[door] = f"{door} {self.model}" if door else self.model
         return detail
 
     def request(self, door: str, status: int, seconds: float, corr_id: str, elem: int) -> None:
