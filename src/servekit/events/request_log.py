@@ -3,8 +3,10 @@
 One :class:`RequestLog` per served model. At a request's end the runtime calls
 :meth:`RequestLog.log`; it decides (mode, sampling; errors always), builds the records from
 references (no copy, no encoding: the bus's sender thread encodes) and publishes them on the
-request-log topic. Every message carries CloudEvents 1.0 attributes as headers (binary mode
-on Kafka: the value is the data, ``ce_*`` headers; other sinks show them as ``headers``).
+request-log topic. Every message carries CloudEvents 1.0 attributes as headers and its value
+is the data alone (binary mode: ``{"inputs"}`` for a request, ``{"status", "seconds",
+"outputs" | "error", "metrics"}`` for a response); Kafka has them as message headers, the
+file and stdout sinks write them as the line's ``headers``.
 
 Modes: ``all`` (a request record and a response record sharing ``ce_id``), ``request``,
 ``response``. With ``batch`` N > 1, N records go in one message, mlrun's ``log_stream_batch``
@@ -126,39 +128,19 @@ class RequestLog:
                            version, door, corr_id, status, seconds, None, outputs,
                            _text(error), metrics])  # fmt: skip
             return
+        # binary mode: the value is the data; the attributes (id, type, time, model, door,
+        # correlation id) travel once, as headers
         if self.requests:
-            time_text = ce_time(started)
-            data: dict[str, Any] = {
-                "id": ce_id,
-                "type": REQUEST_TYPE,
-                "time": time_text,
-                "model": self.model,
-                "version": version,
-                "door": door,
-                "correlation_id": corr_id,
-                "inputs": inputs,
-            }
-            self._send(data, ce_id, REQUEST_TYPE, time_text, door, corr_id)
+            self._send({"inputs": inputs}, ce_id, REQUEST_TYPE, ce_time(started), door, corr_id)
         if self.responses:
-            time_text = ce_time(started + seconds)
-            data = {
-                "id": ce_id,
-                "type": RESPONSE_TYPE,
-                "time": time_text,
-                "model": self.model,
-                "version": version,
-                "door": door,
-                "correlation_id": corr_id,
-                "status": status,
-                "seconds": seconds,
-            }
+            data: dict[str, Any] = {"status": status, "seconds": seconds}
             if error is None:
                 data["outputs"] = outputs
             else:
                 data["error"] = _text(error)
             if metrics:
                 data["metrics"] = metrics
-            self._send(data, ce_id, RESPONSE_TYPE, time_text, door, corr_id)
+            self._send(data, ce_id, RESPONSE_TYPE, ce_time(started + seconds), door, corr_id)
 
     def _send(
         self, data: dict[str, Any], ce_id: str, kind: str, when: str, door: str, corr_id: str
