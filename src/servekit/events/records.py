@@ -144,17 +144,7 @@ def emit_structured(
         _resume_in_child()
     get_bus().publish(
         _structured_stream,
-        {
-            "Key": key,
-            "Role": _role,
-            "Instance": _instance,
-            "CorrelationId": corr_id,
-            "Element": elem,
-            "Code": code,
-            "Numeric": numeric,
-            "Detail": detail,
-            "Timestamp": _now(_UTC),
-        },
+        structured(key, code, numeric, detail, corr_id, elem),
         key=_instance,  # one instance's records stay in order on one partition
     )
 

@@ -19,12 +19,12 @@ from servekit.errors import BadRequest, Cancelled, ModelError, ServekitError
 from servekit.jobs.service import JobsService
 from servekit.protocol.tcp_frames import (
     DEFAULT_MAX_FRAME_SIZE,
-    FLAG_FAILURE,
     FLAG_SUCCESS,
     FrameDecoder,
     FrameError,
     FrameTooLarge,
     encode_frame,
+    failure,
 )
 from servekit.server.auth import TokenGuard
 
@@ -149,13 +149,3 @@ class JobsTcpDoor:
             f"req_type error: {req_type!r} (0 heartbeat, 1 train, 2 predict, 3 inference,"
             " 4 job status, 5 cancel job)"
         )
-
-
-def failure(error: ServekitError, number: Any) -> dict[str, Any]:
-    """dubhe's failure answer, with ``code``, the error's HTTP status."""
-    return {
-        "flag": FLAG_FAILURE,
-        "message": error.message,
-        "request_number": number,
-        "code": error.status,
-    }

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from servekit.errors import BadRequest
+from servekit.errors import BadRequest, ServekitError
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
@@ -37,6 +37,7 @@ __all__ = [
     "TruncatedFrame",
     "decode_frame",
     "encode_frame",
+    "failure",
 ]
 
 DEFAULT_MAX_FRAME_SIZE = 16 * 1024 * 1024
@@ -167,3 +168,14 @@ def _parse(body: bytearray) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         return BadFrame(f"frame body is not UTF-8 JSON: {exc}")
+
+
+def failure(error: ServekitError, number: Any) -> dict[str, Any]:
+    """The failure answer of both TCP doors (servekit's, dubhe's jobs): ``flag`` 2, the
+    message, and ``code``, the error's HTTP status."""
+    return {
+        "flag": FLAG_FAILURE,
+        "message": error.message,
+        "request_number": number,
+        "code": error.status,
+    }

@@ -41,7 +41,6 @@ from typing import Any, TypeVar
 from servekit.errors import BadRequest, Cancelled, ModelError, ServekitError, Unavailable
 from servekit.protocol.tcp_frames import (
     DEFAULT_MAX_FRAME_SIZE,
-    FLAG_FAILURE,
     FLAG_SUCCESS,
     FrameDecoder,
     FrameError,
@@ -49,6 +48,7 @@ from servekit.protocol.tcp_frames import (
     FrameTooLarge,
     ReqType,
     encode_frame,
+    failure,
 )
 from servekit.server.asgi import MILLISECONDS, checked_timeout
 from servekit.server.auth import TokenGuard
@@ -375,13 +375,3 @@ async def _close(writer: asyncio.StreamWriter) -> None:
     writer.close()
     with contextlib.suppress(ConnectionError):
         await writer.wait_closed()
-
-
-def failure(error: ServekitError, number: Any) -> dict[str, Any]:
-    """A failure answer: ``flag`` 2, the message, and ``code``, the error's HTTP status."""
-    return {
-        "flag": FLAG_FAILURE,
-        "message": error.message,
-        "request_number": number,
-        "code": error.status,
-    }
