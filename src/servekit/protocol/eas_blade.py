@@ -30,7 +30,7 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from servekit.errors import BadRequest, ModelError
-from servekit.protocol.eas import _check_shape
+from servekit.protocol.eas import _as_bytes, _check_shape
 from servekit.protocol.eas_pb import blade_predict_pb2 as blade_pb
 
 __all__ = ["decode_blade_request", "encode_blade_response"]
@@ -152,11 +152,3 @@ def _field_for(array: np.ndarray, what: str) -> str:
     if kind in "iu":
         return "int64_val"
     raise ModelError(f"{what}: dtype {array.dtype} cannot be sent over the Blade protocol")
-
-
-def _as_bytes(item: Any, what: str) -> bytes:
-    if isinstance(item, bytes):
-        return item
-    if isinstance(item, str):
-        return item.encode("utf-8")
-    raise ModelError(f"{what}: string outputs must hold str or bytes, found {type(item).__name__}")
