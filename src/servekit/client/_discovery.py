@@ -68,6 +68,9 @@ class Balancer:
 
     def next(self) -> str:
         """The next backend by smooth weighted round robin, passing over skipped ones."""
+        weights = self._weights  # replaced whole by set_backends, never changed in place
+        if len(weights) == 1:  # one backend (the usual PredictClient): no lock, no clock
+            return weights[0][0]
         with self._lock:
             now = self._clock()
             live = [bw for bw in self._weights if self._skip_until.get(bw[0], 0.0) <= now]
