@@ -10,12 +10,15 @@ routes are public so probes work.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 
 from servekit.batching.failures import reported
 from servekit.errors import Cancelled, ModelError, ServekitError
+from servekit.server import openapi
 from servekit.server.asgi import Receive, Scope, Send, error_response, run_lifespan, send_error
 from servekit.server.auth import TokenGuard
+from servekit.server.metrics import count_unrouted
 from servekit.server.routing import Request, Route, Router
 
 log = logging.getLogger("servekit.server")
@@ -30,6 +33,9 @@ class HttpApp:
 
     The token rules are ``guard``'s (else a guard for ``token`` with the default EAS rules).
 
+    ``GET /openapi.json`` describes every route (``api`` gives its title and the values of
+    path parameters) and ``GET /docs`` renders it (:mod:`servekit.server.openapi`).
+
     A failing ``startup`` is reported to the server (``lifespan.startup.failed``), which then
     exits instead of serving a half-started app.
     """
@@ -43,8 +49,11 @@ class HttpApp:
         max_body_size: int = 64 * 1024 * 1024,
         startup: Hook | None = None,
         shutdown: Hook | None = None,
+        api: openapi.ApiInfo | None = None,
     ) -> None:
-        self.router = Router(routes)
+        self.api = api or openapi.ApiInfo()
+        # first, so a catch-all template (the Virtex door's) does not take them
+        self.router = Router([*openapi.routes(self), *routes])
         self.guard = guard or TokenGuard(token)
         self.max_body_size = max_body_size
         self._startup = startup
@@ -68,18 +77,26 @@ class HttpApp:
             await run_lifespan(receive, send, self.startup, self.shutdown)
 
     async def handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # An error answered here is counted in the request metrics unless a model's runtime
+        # counted it (every outcome of ModelRuntime.infer is): no route, 401, 404 unknown
+        # model, 400 malformed body, 413 reach no model and count as door "http", model "".
+        started = time.perf_counter()
+        template = ""
         try:
             route, params = self.router.resolve(scope)
+            template = route.template
             if not route.public:
                 self.guard.check(scope)
             await route.handler(self._request(scope, receive, send, params))
         except Cancelled:
             return  # the client is gone: nobody to answer
         except ServekitError as exc:
+            count_unrouted(exc, exc.status, template, started)
             await send_error(send, exc)
         except Exception as exc:  # a boundary: answer 500, keep serving everyone else
             if not reported(exc):  # the batcher logs model failures itself, rate-limited
                 log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            count_unrouted(exc, 500, template, started)
             await send_error(send, ModelError(f"internal error: {type(exc).__name__}: {exc}"))
 
     async def handle_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
