@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from servekit.client.message_client import HttpClient
     from servekit.client.v2 import AsyncClient, Client
     from servekit.server.message_app import http_server
+    from servekit.virtex_worker import VirtexWorker
 
 # Names whose modules pull in the server or client stack: imported on first use.
 _LAZY = {
@@ -24,6 +25,7 @@ _LAZY = {
     "HttpClient": "servekit.client.message_client",
     "Client": "servekit.client.v2",
     "AsyncClient": "servekit.client.v2",
+    "VirtexWorker": "servekit.virtex_worker",  # imports gunicorn
 }
 
 
@@ -45,6 +47,7 @@ __all__ = [
     "HttpMessage",
     "Model",
     "RequestHandler",
+    "VirtexWorker",
     "__version__",
     "http_server",
 ]

@@ -2,6 +2,8 @@
 
 Elements are JSON values, or ``bytes`` (what the ``servekit.codecs`` encoders return): on
 the wire a bytes element travels as ``{"__bytes__": "<base64>"}`` and comes back as bytes.
+As in Virtex, ``message.json`` is the JSON string and ``HttpMessage(**json.loads(text))``
+rebuilds the message (wrapped bytes elements are unwrapped by the constructor).
 """
 
 from __future__ import annotations
@@ -37,11 +39,13 @@ class HttpMessage:
     """A list of elements sent to (or received from) an ``http_server``.
 
     ``encode(fn)`` / ``decode(fn)`` apply ``fn`` to each element in place and return the
-    message; ``validate()`` checks every element is JSON-serialisable; ``json`` is the body.
+    message; ``validate()`` checks every element is JSON-serialisable; ``json`` is the body
+    as a JSON string. Elements given as ``{"__bytes__": "<base64>"}`` (the wire form of
+    bytes) become bytes, so ``HttpMessage(**orjson.loads(message.json))`` has the same data.
     """
 
     def __init__(self, data: list[Any] | None = None, **fields: Any) -> None:
-        self.data: list[Any] = list(data) if data is not None else []
+        self.data: list[Any] = [_unwire(x) for x in data] if data is not None else []
         self.fields = fields
 
     def __len__(self) -> int:
@@ -70,13 +74,15 @@ class HttpMessage:
                 ) from None
 
     @property
-    def json(self) -> dict[str, Any]:
-        """The body as a JSON-ready dict (bytes elements wrapped as base64)."""
-        return {**self.fields, "data": [_wire(x) for x in self.data]}
+    def json(self) -> str:
+        """The body as a JSON string (bytes elements wrapped as base64), as Virtex's ``.json``."""
+        return self.to_bytes().decode()
 
     def to_bytes(self) -> bytes:
+        """The body as UTF-8 JSON bytes; ``BadRequest`` names an element that is not JSON."""
+        doc = {**self.fields, "data": [_wire(x) for x in self.data]}
         try:
-            return orjson.dumps(self.json, option=orjson.OPT_SERIALIZE_NUMPY)
+            return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
         except TypeError:
             self.validate()
             raise
@@ -90,5 +96,6 @@ class HttpMessage:
             raise BadRequest(f"message body is not valid JSON: {exc}") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
             raise BadRequest('message body must be a JSON object with a "data" list')
-        data = [_unwire(x) for x in doc.pop("data")]
-        return cls(data=data, **doc)
+        message = cls(data=doc.pop("data"))
+        message.fields = doc  # not as keywords: a key such as "self" must not break parsing
+        return message

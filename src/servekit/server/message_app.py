@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 from typing import Any
 
 from servekit.errors import BadRequest, ModelError
@@ -28,9 +27,8 @@ from servekit.server.http_app import HttpApp
 from servekit.server.metrics import metrics_registry, render_metrics
 from servekit.server.routing import Request, Route
 from servekit.server.runtime import ModelRuntime, correlation_id
+from servekit.server.virtex_metrics import Pusher, ScrapeServer, start_scrape_server
 from servekit.settings import ServerSettings
-
-log = logging.getLogger("servekit.server")
 
 METRICS_MODES = ("off", "scrape", "push")
 
@@ -63,8 +61,11 @@ class MessageApp:
         self.metrics_host = metrics_host
         self.metrics_port = metrics_port
         self.metrics_interval = metrics_interval
-        self._pusher: asyncio.Task[None] | None = None
-        self._metrics_server: Any = None
+        self.registry = metrics_registry([runtime])
+        #: The scrape endpoint once started (``scrape_server.port`` is the port it took).
+        self.scrape_server: ScrapeServer | None = None
+        self.pusher: Pusher | None = None
+        self._push_task: asyncio.Task[None] | None = None
 
     @functools.cached_property
     def app(self) -> HttpApp:
@@ -87,37 +88,23 @@ class MessageApp:
         await self.runtime.start()
         await self.runtime.load()
         if self.metrics_mode == "scrape":
-            from prometheus_client import start_http_server
-
-            self._metrics_server = start_http_server(
-                self.metrics_port, addr=self.metrics_host, registry=metrics_registry([self.runtime])
+            self.scrape_server = start_scrape_server(
+                self.registry, self.metrics_host, self.metrics_port
             )
         elif self.metrics_mode == "push":
-            self._pusher = asyncio.get_running_loop().create_task(self._push_forever())
+            gateway = f"{self.metrics_host.rstrip('/')}:{self.metrics_port}"
+            name = str(self.runtime.model.name)
+            self.pusher = Pusher(self.registry, gateway, name, self.metrics_interval)
+            self._push_task = asyncio.get_running_loop().create_task(self.pusher.run())
 
     async def shutdown(self) -> None:
-        if self._pusher is not None:
-            self._pusher.cancel()
-        if self._metrics_server is not None:
-            server, thread = self._metrics_server
-            server.shutdown()
-            server.server_close()
-            thread.join(5)
         await self.runtime.stop(30.0)
-
-    async def _push_forever(self) -> None:
-        from prometheus_client import push_to_gateway
-
-        registry = metrics_registry([self.runtime])
-        gateway = f"{self.metrics_host}:{self.metrics_port}"
-        while True:
-            await asyncio.sleep(self.metrics_interval)
-            try:
-                await asyncio.to_thread(
-                    push_to_gateway, gateway, job=str(self.runtime.model.name), registry=registry
-                )
-            except OSError as exc:  # the gateway being down must not stop serving
-                log.warning("pushing metrics to %s failed: %s", gateway, exc)
+        if self._push_task is not None and self.pusher is not None:
+            self._push_task.cancel()
+            await asyncio.gather(self._push_task, return_exceptions=True)
+            await self.pusher.push()  # the final counts, after the queue drained
+        if self.scrape_server is not None:
+            self.scrape_server.close()
 
     async def _metrics(self, request: Request) -> None:
         body, content_type = render_metrics([self.runtime])
@@ -153,7 +140,7 @@ def http_server(
     max_batch_size: int | None = None,
     max_time_on_queue: float | None = None,
     metrics_host: str = "127.0.0.1",
-    metrics_port: int = 9091,
+    metrics_port: int = 9090,
     metrics_mode: str = "off",
     metrics_interval: float = 10.0,
     *,
@@ -165,13 +152,19 @@ def http_server(
     ``max_time_on_queue`` is in seconds (Virtex's name for ``max_latency_ms``; 0 dispatches
     at once). Settings not given come from ``SERVEKIT_*`` variables, then defaults
     (``servekit.settings``). ``metrics_mode``: ``"off"`` (``GET /metrics`` on the
-    app only), ``"scrape"`` (also a Prometheus endpoint on ``metrics_host:metrics_port``) or
-    ``"push"`` (push to a Pushgateway there every ``metrics_interval`` seconds).
+    app only), ``"scrape"`` (also a Prometheus endpoint on ``metrics_host`` at the first free
+    port from ``metrics_port`` up: one per worker) or ``"push"`` (to the Pushgateway at
+    ``metrics_host:metrics_port`` every ``metrics_interval`` seconds); see
+    :mod:`servekit.server.virtex_metrics`.
     """
     if not isinstance(handler, RequestHandler):
         raise TypeError(f"handler must be a RequestHandler, got {type(handler).__name__}")
     if metrics_mode not in METRICS_MODES:
         raise BadRequest(f"metrics_mode must be one of {METRICS_MODES}, got {metrics_mode!r}")
+    if not 0 < metrics_port < 65536:
+        raise BadRequest(f"metrics_port must be a TCP port (1-65535), got {metrics_port}")
+    if metrics_mode == "push" and not metrics_interval > 0:
+        raise BadRequest(f"metrics_interval must be > 0 seconds, got {metrics_interval}")
     model = _HandlerModel(name, handler)
     policy = model.batch_policy(
         max_batch_size=max_batch_size,
