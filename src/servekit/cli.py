@@ -95,6 +95,13 @@ def _parser() -> argparse.ArgumentParser:
             groups[cls] = serve.add_argument_group(title)
         env = cls.env_name(field)
         _add_flag(groups[cls], flat, cls.model_fields[field], env)
+    # servekit bench: the load tester (servekit.bench.command)
+    from servekit.bench.command import DESCRIPTION, add_arguments
+
+    bench = commands.add_parser(
+        "bench", allow_abbrev=False, help="load-test a server", description=DESCRIPTION
+    )
+    add_arguments(bench)
     return parser
 
 
@@ -161,6 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``servekit`` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    if args.command == "bench":
+        from servekit.bench.command import main as bench_main
+
+        return bench_main(args)
     if args.command == "serve":
         from servekit.server.loader import ModelCodeError
         from servekit.server.runner import serve
