@@ -34,7 +34,8 @@ def load_target(target: str) -> list[Model]:
     """Import ``target`` and return the model(s) it names.
 
     ``Attr`` may be a ``Model`` subclass (instantiated with no arguments), a ``Model``
-    instance, or a list/tuple of either.
+    instance, or a list/tuple of either; an mlrun-style ``servekit.serving.V2ModelServer``
+    subclass or instance is served by its ``as_model()``.
     """
     module_name, sep, attr = target.rpartition(":")
     if not sep or not module_name or not attr:
@@ -94,8 +95,18 @@ def _as_models(obj: Any, target: str) -> list[Model]:
             raise _code_error(f"{target}: creating the model failed", exc) from None
     if isinstance(obj, Model):
         return [obj]
+    from servekit.serving import V2ModelServer
+
+    if isinstance(obj, type) and issubclass(obj, V2ModelServer):
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise _code_error(f"{target}: creating the model failed", exc) from None
+    if isinstance(obj, V2ModelServer):
+        return [obj.as_model()]
     raise TargetError(
         f"{target} is a {type(obj).__name__}; expected a servekit.Model subclass or instance"
+        " (or a servekit.serving.V2ModelServer one)"
     )
 
 

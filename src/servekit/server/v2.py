@@ -32,6 +32,8 @@ from servekit.server.asgi import (
     watch_disconnect,
 )
 from servekit.server.runtime import ModelRuntime, correlation_id
+from servekit.serving import rows
+from servekit.serving.adapter import MlrunModel
 
 
 def metadata(runtime: ModelRuntime, versions: list[str]) -> dict[str, Any]:
@@ -159,7 +161,15 @@ async def infer(
     runtime: ModelRuntime, scope: Scope, receive: Receive, send: Send, body: bytes
 ) -> None:
     """``POST /v2/models/{name}[/versions/{v}]/infer``."""
-    request = await decode_request(runtime, scope, body)
+    if isinstance(runtime.model, MlrunModel):  # mlrun's V2ModelServer: its hooks take the body
+        return await rows.serve_mlrun(runtime, "infer", scope, receive, send, body)
+    try:
+        request = await decode_request(runtime, scope, body)
+    except BadRequest:  # not v2 tensors: maybe mlrun-style rows (docs/mlrun.md)
+        doc = rows.rows_request(body, scope)
+        if doc is None:
+            raise
+        return await rows.infer_rows(runtime, scope, receive, send, doc)
     model = runtime.model
     items = split_items(runtime, request.inputs)
     results = await runtime.infer(
@@ -208,6 +218,8 @@ async def explain(runtime: ModelRuntime, scope: Scope, send: Send, body: bytes) 
     A model without ``explain`` (or whose ``explain`` raises ``NotImplementedError``) is 501.
     """
     model = runtime.model
+    if isinstance(model, MlrunModel):
+        return await rows.serve_mlrun(runtime, "explain", scope, None, send, body)
     if type(model).explain is Model.explain:
         raise OperationNotImplemented(
             f"model '{model.name}' has no explain(); define explain(batch) on the model to "
@@ -232,8 +244,17 @@ async def explain(runtime: ModelRuntime, scope: Scope, send: Send, body: bytes) 
     )
 
 
-async def operation(runtime: ModelRuntime, op: str, send: Send, body: bytes) -> None:
+async def operation(
+    runtime: ModelRuntime,
+    op: str,
+    send: Send,
+    body: bytes,
+    scope: Scope | None = None,
+    receive: Receive | None = None,
+) -> None:
     """``POST …/{op}``: JSON in, ``model.op_<op>(payload)`` in a thread, JSON out."""
+    if isinstance(runtime.model, MlrunModel):  # …/predict and op_<name>(event) routes
+        return await rows.serve_mlrun(runtime, op, scope, receive, send, body)
     handler = runtime.operations.get(op)
     if handler is None:
         known = ", ".join(["infer", "explain", *sorted(runtime.operations)])
