@@ -19,6 +19,7 @@ setting                     environment variable                  default       
 ``token``                   ``SERVEKIT_TOKEN``                    none (open)
 ``max_body_size``           ``SERVEKIT_MAX_BODY_SIZE``            67108864        bytes
 ``public_metrics``          ``SERVEKIT_PUBLIC_METRICS``           false
+``metrics``                 ``SERVEKIT_METRICS``                  true
 ``drain_timeout``           ``SERVEKIT_DRAIN_TIMEOUT``            30.0            s
 ``tcp_port``                ``SERVEKIT_TCP_PORT``                 none (off)
 ``tcp_host``                ``SERVEKIT_TCP_HOST``                 ``host``
@@ -264,6 +265,9 @@ class ServerSettings(_Settings):
     max_body_size: int = Field(64 * MiB, ge=1, description="largest request body, in bytes")
     public_metrics: bool = Field(
         False, description="serve GET /metrics without the token (health routes always are)"
+    )
+    metrics: bool = Field(
+        True, description="keep Prometheus histograms and per-status counts (GET /metrics)"
     )
     drain_timeout: float = Field(
         30.0, ge=0, allow_inf_nan=False, description="seconds shutdown waits for queued work"

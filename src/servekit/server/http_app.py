@@ -10,6 +10,7 @@ routes are public so probes work.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 
 from servekit.batching.failures import reported
@@ -17,6 +18,7 @@ from servekit.errors import Cancelled, ModelError, ServekitError
 from servekit.server import openapi
 from servekit.server.asgi import Receive, Scope, Send, error_response, run_lifespan, send_error
 from servekit.server.auth import TokenGuard
+from servekit.server.metrics import count_unrouted
 from servekit.server.routing import Request, Route, Router
 
 log = logging.getLogger("servekit.server")
@@ -75,18 +77,26 @@ class HttpApp:
             await run_lifespan(receive, send, self.startup, self.shutdown)
 
     async def handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # An error answered here is counted in the request metrics unless a model's runtime
+        # counted it (every outcome of ModelRuntime.infer is): no route, 401, 404 unknown
+        # model, 400 malformed body, 413 reach no model and count as door "http", model "".
+        started = time.perf_counter()
+        template = ""
         try:
             route, params = self.router.resolve(scope)
+            template = route.template
             if not route.public:
                 self.guard.check(scope)
             await route.handler(self._request(scope, receive, send, params))
         except Cancelled:
             return  # the client is gone: nobody to answer
         except ServekitError as exc:
+            count_unrouted(exc, exc.status, template, started)
             await send_error(send, exc)
         except Exception as exc:  # a boundary: answer 500, keep serving everyone else
             if not reported(exc):  # the batcher logs model failures itself, rate-limited
                 log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            count_unrouted(exc, 500, template, started)
             await send_error(send, ModelError(f"internal error: {type(exc).__name__}: {exc}"))
 
     async def handle_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
