@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from servekit.codecs._json_numbers import MalformedArray, NotPlain, NumberArray
-from servekit.errors import BadRequest, ModelError
+from servekit.errors import BadRequest, ModelError, PayloadTooLarge
 
 __all__ = [
     "V2_DATATYPES",
@@ -231,7 +231,13 @@ def _numeric_in_chunks(
     Slices go from the end, so with ``consume`` each converted slice is deleted cheaply and
     its objects freed; ``np.empty`` pages are only touched as they fill.
     """
-    out = np.empty(count, dtype=_NUMERIC[datatype])
+    try:
+        out = np.empty(count, dtype=_NUMERIC[datatype])
+    except MemoryError:  # a declared shape no data could fill: say what the data holds
+        got = sum(1 for _ in _flatten(data))
+        if got != count:
+            raise _count_error(name, shape, count, got) from None
+        raise PayloadTooLarge(f"input {name!r}: shape {shape} does not fit in memory") from None
     step = max(1, len(data) * CHUNK_ELEMENTS // count)
     end = count  # out[end:] is filled
     stop = len(data)
