@@ -30,6 +30,8 @@ setting                     environment variable                  default       
 ``tcp_max_buffer``          ``SERVEKIT_TCP_MAX_BUFFER``           33554432        bytes
 ``tcp_max_total_buffer``    ``SERVEKIT_TCP_MAX_TOTAL_BUFFER``     134217728       bytes
 ``tcp_max_connections``     ``SERVEKIT_TCP_MAX_CONNECTIONS``      1024            connections
+``grpc_port``               ``SERVEKIT_GRPC_PORT``                none (off)
+``grpc_host``               ``SERVEKIT_GRPC_HOST``                ``host``
 ``freeze_gc``               ``SERVEKIT_FREEZE_GC``                true
 ``queue``                   ``SERVEKIT_QUEUE``                    false
 ``queue_window``            ``SERVEKIT_QUEUE_WINDOW``             64              records
@@ -312,6 +314,15 @@ class ServerSettings(_Settings):
     )
     tcp_max_connections: int = Field(
         1024, ge=1, description="open TCP connections; beyond, a new one gets a 503 frame"
+    )
+    grpc_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="also serve the v2 protocol over gRPC on this port (needs servekit[grpc])",
+    )
+    grpc_host: str | None = Field(
+        None, description="address of the gRPC door; none: the same as host"
     )
     freeze_gc: bool = Field(
         True, description="move what exists once models loaded out of the GC's scans"

@@ -7,6 +7,7 @@
 ``QueueClient``    PAI-EAS queue service
 ``TcpClient``      the length-prefixed JSON frame door
 ``HttpClient``     Virtex ``HttpMessage``s to an ``http_server``
+``GrpcClient``     v2 over gRPC, ``Client``'s surface (needs ``servekit[grpc]``)
 =================  ==========================================================
 
 Importing this package imports no server, batching or queue-backend module.
@@ -52,6 +53,7 @@ from servekit.client.v2 import AsyncClient, Client
 
 if TYPE_CHECKING:
     from servekit.client._async_transport import AsyncTransport
+    from servekit.client.grpc_client import GrpcClient
 
 
 def __getattr__(name: str) -> Any:
@@ -59,6 +61,10 @@ def __getattr__(name: str) -> Any:
         from servekit.client._async_transport import AsyncTransport
 
         return AsyncTransport
+    if name == "GrpcClient":  # grpcio (an optional extra) loads on first use
+        from servekit.client.grpc_client import GrpcClient
+
+        return GrpcClient
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -73,6 +79,7 @@ __all__ = [
     "ClientError",
     "ConnectError",
     "GatewayTimeout",
+    "GrpcClient",
     "HTTPStatusError",
     "HttpClient",
     "NotFoundError",

@@ -8,7 +8,7 @@ import gc
 import logging
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from servekit import __version__
 from servekit.events.engine import apply_settings as apply_event_settings
@@ -36,6 +36,9 @@ from servekit.settings import (
     with_overrides,
 )
 
+if TYPE_CHECKING:
+    from servekit.server.grpc_door import GrpcDoor
+
 log = logging.getLogger("servekit.server")
 
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
@@ -51,12 +54,13 @@ class App:
     (``Authorization: Bearer <token>`` or the plain token); ``max_body_size`` bounds request
     bodies (413 beyond); ``drain_timeout`` is how long shutdown waits for queued work;
     ``tcp_port`` also opens the TCP frame door (0 picks a free port, readable from
-    ``app.tcp_port`` after startup); ``freeze_gc`` moves what exists once the models have loaded
-    out of the garbage collector's scans. Batching keywords (``max_batch_size=64``,
-    ``max_latency_ms=0``, ...) override every model's own settings. ``queue=True`` (or a
-    ``queue_url``) gives each model an input queue ``<name>`` and a sink ``<name>/sink`` served
-    at ``/api/predict/…`` in the EAS queue protocol, consumed through the batcher
-    (asynchronous inference); ``queue_max_length``, ``queue_lease``, ... tune those queues.
+    ``app.tcp_port`` after startup); ``grpc_port`` the v2 protocol over gRPC (the same,
+    ``app.grpc_port``; needs ``servekit[grpc]``); ``freeze_gc`` moves what exists once the
+    models have loaded out of the garbage collector's scans. Batching keywords
+    (``max_batch_size=64``, ``max_latency_ms=0``, ...) override every model's own settings.
+    ``queue=True`` (or a ``queue_url``) gives each model an input queue ``<name>`` and a sink
+    ``<name>/sink`` served at ``/api/predict/…`` in the EAS queue protocol, consumed through the
+    batcher (asynchronous inference); ``queue_max_length``, ``queue_lease``, ... tune those queues.
     """
 
     def __init__(
@@ -92,6 +96,14 @@ class App:
             self._make_queues(queues, settings.queue_window)
         self.tcp_host = settings.tcp_host or settings.host
         self.tcp: TcpDoor | None = None
+        self.grpc_port = settings.grpc_port
+        self.grpc_host = settings.grpc_host or settings.host
+        self.grpc: GrpcDoor | None = None
+        if self.grpc_port is not None:  # grpcio is an optional extra: fail here without it
+            from servekit.server.grpc_door import GrpcDoor
+
+            metadata = server_metadata("servekit", __version__, EXTENSIONS)
+            self.grpc = GrpcDoor.from_settings(self.registry, settings, metadata)
         self.started = False
         self._load_tasks: list[asyncio.Task[None]] = []
         self.announcer: Announcer | None = None
@@ -140,6 +152,9 @@ class App:
             self.tcp = TcpDoor.from_settings(self.registry, self.settings)
             self.tcp_port = await self.tcp.start(self.tcp_host, self.tcp_port)
             log.info("TCP door listening on %s:%d", self.tcp_host, self.tcp_port)
+        if self.grpc is not None and self.grpc_port is not None:
+            self.grpc_port = await self.grpc.start(self.grpc_host, self.grpc_port)
+            log.info("gRPC door (v2) listening on %s:%d", self.grpc_host, self.grpc_port)
         if self.announcer is not None:  # lists each model once it is ready (heartbeat)
             self.announcer.start()
             self._announce_task = loop.create_task(self._announce_when_loaded())
@@ -182,6 +197,8 @@ class App:
         await self.leave_discovery()
         if self.tcp is not None:
             await self.tcp.close()
+        if self.grpc is not None:  # RPCs in flight finish on the batchers, still running
+            await self.grpc.close(self.drain_timeout)
         # queue consumers first: what they took is finished and committed, the rest stays queued
         await asyncio.gather(*(consumer.stop() for consumer in self.consumers))
         await asyncio.gather(*(rt.stop(self.drain_timeout) for rt in self.registry))

@@ -122,6 +122,8 @@ def _log_doors(settings: ServerSettings, queue: dict[str, Any], models: int) -> 
     doors = [f"HTTP on http://{settings.host}:{settings.port}"]
     if settings.tcp_port is not None:
         doors.append(f"TCP on {settings.tcp_host or settings.host}:{settings.tcp_port}")
+    if settings.grpc_port is not None:
+        doors.append(f"gRPC (v2) on {settings.grpc_host or settings.host}:{settings.grpc_port}")
     if settings.queue or "url" in queue:
         doors.append(f"queues at {QueueSettings(**queue).url}")
     workers = f", {settings.workers} worker processes" if settings.workers > 1 else ""
