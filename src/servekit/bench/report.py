@@ -62,7 +62,7 @@ class LiveProgress:
 
 def table(result: Result) -> Table:
     """The final table: load, throughput, errors by status and the latency percentiles."""
-    out = Table(title=f"servekit bench {result.url} ({result.protocol})", show_header=False)
+    out = Table(title="servekit bench", show_header=False)
     out.add_column("what", style="bold")
     out.add_column("value", justify="right")
     load = (
@@ -70,6 +70,7 @@ def table(result: Result) -> Table:
         if result.mode == "open"
         else f"closed loop, {result.concurrency} in flight"
     )
+    out.add_row("url", f"{result.url} ({result.protocol})")
     out.add_row("load", load)
     out.add_row("duration", f"{result.duration_s:.2f} s")
     out.add_row("requests sent", f"{result.sent:,}")
