@@ -383,3 +383,22 @@ def test_the_grpc_door_stops_with_the_server(serve: Callable[..., Any]) -> None:
         triton.is_server_live()
     assert caught.value.status() == "StatusCode.UNAVAILABLE"
     triton.close()
+
+
+def test_without_grpcio_the_grpc_port_names_the_extra_to_install() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['grpc'] = None\n"
+        "import servekit\n"
+        "from servekit.server import App\n"
+        "class M(servekit.Model):\n"
+        "    def predict(self, batch): return batch\n"
+        "try:\n"
+        "    App([M()], grpc_port=0)\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "pip install servekit[grpc]" in done.stdout, done.stderr
