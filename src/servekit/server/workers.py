@@ -6,8 +6,13 @@ with a traceback. Here a worker that dies is replaced after a delay that doubles
 death in a row (0, 0.5, 1, 2, … up to 30 s; the count resets once a worker has lived
 :data:`STABLE_AFTER` seconds), and each death is logged with how it ended and the delay.
 A worker whose app failed to start (uvicorn's exit code 3) would fail the same way again,
-so it stops the server. SIGTERM or SIGINT stops every worker (each drains its queued work)
+so it stops the server. SIGTERM or SIGINT closes the parent's copy of the listening socket,
+stops every worker (each stops accepting, answers what it accepted, drains its queued work)
 and returns 0.
+
+Metrics: the workers share a temporary folder (:func:`servekit.server.metrics.share_across_workers`)
+so a scrape answered by any worker shows the sum over all of them; a dead worker's file is
+marked dead (its counters stay in the sum, its gauges leave it); the folder goes at exit.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
+import shutil
 import signal
 import socket
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +32,8 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 import uvicorn
+
+from servekit.server.metrics import mark_dead, share_across_workers
 
 log = logging.getLogger("servekit.server")
 
@@ -47,9 +56,10 @@ def restart_delay(deaths_in_a_row: int) -> float:
     return min(FIRST_DELAY * 2.0 ** (deaths_in_a_row - 2), MAX_DELAY)
 
 
-def _serve_one(config: uvicorn.Config, sockets: list[socket.socket]) -> None:
+def _serve_one(config: uvicorn.Config, sockets: list[socket.socket], metrics_dir: str) -> None:
     """A worker process: logging as configured, then one uvicorn server on the shared socket."""
     config.configure_logging()
+    share_across_workers(metrics_dir)
     # Ctrl-C reaches the whole process group: no traceback here, the parent reports
     with contextlib.suppress(KeyboardInterrupt):
         uvicorn.Server(config).run(sockets=sockets)
@@ -88,17 +98,22 @@ class Workers:
         self.stop_timeout = stop_timeout
         self.clock = clock
         self._stop_signal: int | None = None
+        self.metrics_dir = ""
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT (0) or a worker's startup failure (3)."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
         sock = self.config.bind_socket()
+        self.metrics_dir = tempfile.mkdtemp(prefix="servekit-metrics-")
         try:
             return self._supervise(sock)
         finally:
-            self._stop_all()
+            # first: once the workers close theirs, a new connection is refused at once
+            # instead of waiting in a backlog nobody accepts from
             sock.close()
+            self._stop_all()
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._stop_signal = signum
@@ -121,7 +136,8 @@ class Workers:
         return 0
 
     def _start(self, slot: _Slot, sock: socket.socket) -> None:
-        slot.process = _spawn.Process(target=_serve_one, args=(self.config, [sock]))
+        args = (self.config, [sock], self.metrics_dir)
+        slot.process = _spawn.Process(target=_serve_one, args=args)
         slot.process.start()
         slot.started = self.clock()
         log.info("worker %d started (pid %s)", slot.index, slot.process.pid)
@@ -131,6 +147,8 @@ class Workers:
         assert slot.process is not None
         process, slot.process = slot.process, None
         process.join()
+        if process.pid is not None:
+            mark_dead(self.metrics_dir, process.pid)
         code, lived = process.exitcode, self.clock() - slot.started
         ended = _how_it_ended(code)
         if code == STARTUP_FAILURE:
