@@ -13,6 +13,7 @@ counted nothing measured nothing). Reports the medians of req/s and server CPU p
 and ``on``'s req/s over ``off``'s (target, issue 10: >= 0.98 at c=64). Needs ``wrk``.
 
     python benchmarks/bench_metrics.py [--quick] [--rounds N] [--seconds S] [--connections C]
+    python benchmarks/bench_metrics.py --calls   # per-call costs in process (timeit)
 """
 
 from __future__ import annotations
@@ -133,13 +134,51 @@ def main(
     return report
 
 
+def call_costs(number: int = 200_000) -> dict[str, float]:
+    """Microseconds per call (min of 5 timeit repeats): servekit's vs prometheus_client's."""
+    import timeit
+
+    from prometheus_client import CollectorRegistry, Counter, Histogram
+
+    from servekit.server.metrics import SECONDS, ModelMetrics
+
+    class Target:  # ModelMetrics keeps a weak reference to its runtime
+        pass
+
+    metrics = ModelMetrics(Target())  # type: ignore[arg-type]
+    registry = CollectorRegistry()
+    histogram = Histogram("h", "h", ["model", "door", "route", "status"], registry=registry,
+                          buckets=SECONDS)  # fmt: skip
+    counter = Counter("c", "c", ["model", "door", "status"], registry=registry)
+    child = histogram.labels("echo", "v2", "infer", "200")
+    calls = {
+        "servekit ModelMetrics.request": lambda: metrics.request("v2", "infer", 200, 0.0012),
+        "servekit ModelMetrics.batch": lambda: metrics.batch(32, 0.0004, 0.002),
+        "prometheus Histogram.labels().observe": lambda: histogram.labels(
+            "echo", "v2", "infer", "200"
+        ).observe(0.0012),
+        "prometheus histogram child.observe": lambda: child.observe(0.0012),
+        "prometheus Counter.labels().inc": lambda: counter.labels("echo", "v2", "200").inc(),
+    }
+    costs = {}
+    for name, call in calls.items():
+        best = min(timeit.repeat(call, number=number, repeat=5))
+        costs[name] = best / number * 1e6
+        print(f"{name:40s} {costs[name]:.3f} us", flush=True)
+    return costs
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--seconds", type=float)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--calls", action="store_true", help="per-call costs only")
     args = parser.parse_args()
+    if args.calls:
+        call_costs()
+        sys.exit(0)
     report = main(args.quick, args.rounds, args.seconds, args.connections)
     print(render_table(report["tables"][0]))
     for note in report["notes"]:
