@@ -42,7 +42,13 @@ class Doubler(V2ModelServer):
         return {"why": len(request["inputs"])}
 
     def op_echo(self, event: Event) -> dict[str, Any]:
-        return {"body": event.body, "path": event.path, "method": event.method, "id": event.id}
+        return {
+            "body": event.body,
+            "path": event.path,
+            "method": event.method,
+            "id": event.id,
+            "user": event.headers.get("x-user"),
+        }
 
     def op_param(self, event: Event) -> Any:
         return {key: self.get_param(key, "none") for key in event.body["keys"]}
@@ -250,13 +256,16 @@ def test_explain_route_calls_explain(serve: Serve) -> None:
 
 def test_op_routes_call_op_methods_with_an_event(serve: Serve) -> None:
     live = serve([Doubler(name="doubler").as_model()])
-    reply = post(live, "/v2/models/doubler/echo", {"id": "e", "x": [1]})
+    reply = live.client().post(
+        "/v2/models/doubler/echo", json={"id": "e", "x": [1]}, headers={"X-User": "ann"}
+    )
     assert reply.status_code == 200, reply.text
     assert reply.json() == {
         "body": {"id": "e", "x": [1]},
         "path": "/echo",
         "method": "POST",
         "id": "e",
+        "user": "ann",  # the event carries the request's headers
     }
     unknown = post(live, "/v2/models/doubler/nope", {})
     assert unknown.status_code == 404
@@ -315,13 +324,17 @@ def test_a_model_that_is_not_ready_refuses_inference(
     gate.wait_entered()
     loading = post(live, "/v2/models/slow/infer", {"inputs": [[1]]})
     assert loading.status_code == 503 and "loading" in loading.json()["error"]
+    not_yet = httpx.get(f"{live.url}/v2/models/slow/ready")
+    assert (not_yet.status_code, not_yet.text) == (408, "model not ready")  # as mlrun answers
     gate.open()
     wait_until(lambda: live.runtime("slow").ready, "the model loaded")
     assert server.ready
+    assert httpx.get(f"{live.url}/v2/models/slow/ready").status_code == 200
     server.ready = False  # the model says it cannot serve (mlrun's flag)
     refused = post(live, "/v2/models/slow/infer", {"inputs": [[1]]})
     assert refused.status_code == 503
     assert refused.json() == {"error": "model slow is not ready yet"}
+    assert httpx.get(f"{live.url}/v2/models/slow/ready").status_code == 408
 
 
 def test_load_failure_is_recorded_as_mlrun_does(serve: Serve) -> None:

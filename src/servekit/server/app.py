@@ -28,6 +28,7 @@ from servekit.server.queue_door import QueueDoor
 from servekit.server.routing import Request, Route
 from servekit.server.runtime import ModelRegistry, ModelRuntime
 from servekit.server.tcp import TcpDoor
+from servekit.serving.adapter import MlrunModel
 from servekit.settings import (
     QueueSettings,
     ServerSettings,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from servekit.server.grpc_door import GrpcDoor
 
 log = logging.getLogger("servekit.server")
+_TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
 EXTENSIONS = ["binary_tensor_data", "parameters"]
@@ -301,7 +303,12 @@ class App:
         await send_json(request.send, 200, v2.metadata(runtime, versions))
 
     async def _model_ready(self, request: Request) -> None:
-        ready = self._runtime(request).ready
+        runtime = self._runtime(request)
+        ready = runtime.ready
+        model = runtime.model
+        if isinstance(model, MlrunModel) and not (ready and model.server.ready):
+            await send_bytes(request.send, 408, b"model not ready", _TEXT)  # as mlrun answers
+            return
         body = {"name": request.params["name"], "ready": ready}
         await send_json(request.send, 200 if ready else 503, body)
 
@@ -337,7 +344,9 @@ class App:
         runtime = self._runtime(request)
         runtime.check_ready()
         body = await request.body()
-        await v2.operation(runtime, request.params["op"], request.send, body)
+        await v2.operation(
+            runtime, request.params["op"], request.send, body, request.scope, request.receive
+        )
 
     async def _eas_predict(self, request: Request) -> None:
         runtime = self._runtime(request)
