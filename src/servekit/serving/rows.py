@@ -12,6 +12,7 @@ Two doors, both through ``ModelRuntime.infer``:
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from typing import Any
 
@@ -36,10 +37,18 @@ from servekit.serving.paths import get_in
 _DUMP = orjson.OPT_SERIALIZE_NUMPY
 
 
+_FIRST_INPUT = re.compile(rb'"inputs"\s*:\s*\[\s*(\S)')
+
+
 def rows_request(body: bytes, scope: Scope) -> dict[str, Any] | None:
     """The body as a rows request, or None: a JSON object whose ``inputs`` is a non-empty list
     whose first element is not an object (v2 tensors are objects), without binary data."""
     if header(scope, b"inference-header-content-length") is not None:
+        return None
+    # look before parsing: a refused v2 body (inputs are objects) must not be parsed a second
+    # time into Python objects (a malformed 60 MB tensor body would cost ~10x its size)
+    first = _FIRST_INPUT.search(body)
+    if first is None or first.group(1) == b"{":
         return None
     try:
         doc = orjson.loads(body)
