@@ -41,7 +41,7 @@ def test_open_loop_delivers_the_rate_it_is_asked_for(server: LiveServer) -> None
     result = run(server.url, "echo", plan=Plan(rate=200.0, duration=2.0, seed=1))
     assert result.mode == "open"
     assert 300 <= result.sent <= 500  # Poisson: 400 expected
-    assert result.ok == result.sent
+    assert result.ok == result.sent, result.errors
 
 
 def test_open_loop_latency_counts_queueing_a_closed_loop_hides(server: LiveServer) -> None:

@@ -191,6 +191,8 @@ class Engine:
         rng = random.Random(self.plan.seed)
         due = start
         while due < self._stop_at and self._next_index < self._limit:
+            if self._stopping:  # a late wake-up (a busy machine): the run has ended
+                break
             now = time.perf_counter()
             if due > now:
                 await asyncio.sleep(due - now)
