@@ -63,6 +63,7 @@ class Model:
     idle_batch_size: int | None = None
     max_queue_size: int | None = None
     instances: int | None = None
+    dispatch: str | None = None
 
     def __init__(self, name: str | None = None, **params: Any) -> None:
         full = name or type(self).name or type(self).__name__.lower()

@@ -11,6 +11,7 @@ setting                     environment variable                  default       
 ``idle_batch_size``         ``SERVEKIT_IDLE_BATCH_SIZE``          1               items
 ``max_queue_size``          ``SERVEKIT_MAX_QUEUE_SIZE``           4096            items
 ``instances``               ``SERVEKIT_INSTANCES``                1               batches
+``dispatch``                ``SERVEKIT_DISPATCH``                 idle            mode
 ``host``                    ``SERVEKIT_HOST``                     127.0.0.1
 ``port``                    ``SERVEKIT_PORT``                     8000
 ``workers``                 ``SERVEKIT_WORKERS``                  1               processes
@@ -207,6 +208,11 @@ class BatchSettings(_Settings):
         4096, ge=1, description="most items waiting per model; beyond it new work gets 429"
     )
     instances: int = Field(1, ge=1, description="batches that may run at once per model")
+    dispatch: Literal["adaptive", "idle"] = Field(
+        "idle",
+        description="idle: a free model takes what is queued at once; adaptive: it may wait"
+        " (within max_latency_ms) while more items are expected soon enough to pay off",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -243,6 +249,7 @@ class BatchSettings(_Settings):
             idle_batch_size=self.idle_batch_size,
             max_queue_size=self.max_queue_size,
             instances=self.instances,
+            dispatch=self.dispatch,
         )
 
 

@@ -2,8 +2,9 @@
 
 Callers submit a list of items; the batcher merges items from many callers into batches of
 at most ``max_batch_size`` and runs ``handler(batch) -> results`` in its own worker threads,
-so the event loop keeps forming the next batch while one runs. Every submission gets exactly
-one outcome: its results in order, or one error.
+so the event loop keeps forming the next batch while one runs; an ``async def`` handler runs
+on the event loop instead, with no thread hop. Every submission gets exactly one outcome: its
+results in order, or one error.
 
 One bad request never fails its neighbours: items whose batch keys differ (by default, arrays
 of different shapes) never share a batch, and when ``handler`` raises on a batch holding
@@ -17,16 +18,19 @@ import asyncio
 import contextlib
 import functools
 import heapq
+import inspect
 import itertools
 import logging
+import math
 import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from typing import Any, cast
 
 from servekit.batching._work import CancelToken, ThreadFuture, Work
+from servekit.batching.adaptive import AdaptiveDispatch
 from servekit.batching.failures import FailureLog
 from servekit.batching.keys import BatchKey, shape_key
 from servekit.batching.policy import BatchPolicy
@@ -45,14 +49,17 @@ from servekit.errors import (
 
 log = logging.getLogger("servekit.batching")
 
-Handler = Callable[[list[Any]], Sequence[Any]]
-"""Runs in a worker thread: one result (or an ``Exception`` instance) per item, in order."""
+Handler = Callable[[list[Any]], Sequence[Any]] | Callable[[list[Any]], Awaitable[Sequence[Any]]]
+"""One result (or an ``Exception`` instance) per item, in order; a plain function runs in a
+worker thread, an ``async def`` one on the event loop."""
 
 BatchHook = Callable[[list[tuple[Work, int, int]], int, float, float, bool], None]
 """``on_batch(parts, size, mean_wait, predict_seconds, ok)``: in the worker thread, after each
 batch ran and before its results are handed over; ``parts`` are ``(work, start, end)``."""
 
 _Part = tuple[Work, int, int]
+_SyncHandler = Callable[[list[Any]], Sequence[Any]]
+_AsyncHandler = Callable[[list[Any]], Awaitable[Sequence[Any]]]
 _MAX_SKIPPED = 256  # chunks of other keys one dispatch looks past for items of its key
 _UNSET: Any = object()
 _GONE = Cancelled("the submission had an outcome before its batch was re-run")
@@ -86,7 +93,8 @@ class Batcher:
         self._deadlines: list[tuple[float, int, Work]] = []
         self._seq = itertools.count()
         self._running = 0
-        self._inflight: dict[int, list[_Part]] = {}
+        # batch id -> (parts, when it was dispatched on the batcher's clock)
+        self._inflight: dict[int, tuple[list[_Part], float]] = {}
         self._batch_ids = itertools.count()
         self._jobs: queue.SimpleQueue[tuple[int, list[Any], list[_Part], float] | None] = (
             queue.SimpleQueue()
@@ -101,6 +109,15 @@ class Batcher:
         self._failure_timer: TimerHandle | None = None
         #: per-batch observer (engine events, request-log metrics); None: nothing is called
         self.on_batch: BatchHook | None = None
+        #: ``async def`` handler: batches run as tasks on the loop, no worker threads
+        self.inline = inspect.iscoroutinefunction(handler)
+        self._batch_tasks: set[asyncio.Task[None]] = set()
+        #: the learnt cost and arrivals of ``dispatch = "adaptive"`` (None: "idle")
+        self.adaptive = AdaptiveDispatch() if self.policy.dispatch == "adaptive" else None
+        self._window_end = -math.inf  # items admitted before it count as window arrivals
+        self._window_count = 0
+        self._last_arrival = -math.inf
+        self._sleep_until: float | None = None  # the dispatch loop's timer, while it sleeps
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -110,7 +127,7 @@ class Batcher:
         self._loop = asyncio.get_running_loop()
         if self._clock is None:
             self._clock = LoopClock(self._loop)
-        for i in range(self.policy.instances):
+        for i in range(0 if self.inline else self.policy.instances):
             thread = threading.Thread(
                 target=self._worker, name=f"servekit-{self.name}-{i}", daemon=True
             )
@@ -206,9 +223,13 @@ class Batcher:
         if work.queued:
             # An idle model takes the work now, without a trip through the dispatcher task.
             dispatched = False
+            wake_at = None
             if self._running < self.policy.instances and not self._intake:
-                dispatched, _ = self._try_dispatch(self._clock.now())  # type: ignore[union-attr]
-            if not dispatched:
+                dispatched, wake_at = self._try_dispatch(self._clock.now())  # type: ignore[union-attr]
+            # a held batch: the sleeping dispatcher's timer already looks again in time
+            if not dispatched and (
+                wake_at is None or self._sleep_until is None or wake_at < self._sleep_until
+            ):
                 self._wake()
 
     def _on_disconnect(self, work: Work, signal: asyncio.Future[Any]) -> None:
@@ -300,6 +321,9 @@ class Batcher:
         work.enqueued_at = now
         work.queued = n
         self._queued += n
+        self._last_arrival = now
+        if now < self._window_end:
+            self._window_count += n
         if chunks is None:
             self._queue.append([work, 0, n, key])
         else:
@@ -340,12 +364,19 @@ class Batcher:
     def _try_dispatch(self, now: float) -> tuple[bool, float | None]:
         """Dispatch a batch if the policy says so; else say when the oldest item is due."""
         policy = self.policy
-        if not self._queued or self._running >= policy.instances:
+        queued = self._queued
+        if not queued or self._running >= policy.instances:
             return False, None
-        if not (self._closing or self._queued >= policy.idle_batch_size):
-            due = self._oldest_enqueued() + policy.max_latency
-            if now < due:
-                return False, due
+        if not self._closing:
+            if queued < policy.idle_batch_size:
+                due = self._oldest_enqueued() + policy.max_latency
+                if now < due:
+                    return False, due
+            elif self.adaptive is not None and queued < policy.max_batch_size:
+                latest = self._oldest_enqueued() + policy.max_latency
+                hold = self.adaptive.hold_until(now, queued, self._last_arrival, latest)
+                if hold is not None:
+                    return False, hold
         if not self._dispatch(now):
             self._recount()
         return True, None
@@ -364,11 +395,13 @@ class Batcher:
         timer: TimerHandle | None = None
         if wake_at is not None:
             timer = self._clock.call_at(wake_at, self._wake)  # type: ignore[union-attr]
+            self._sleep_until = wake_at
         try:
             await self._wakeup
         finally:
             self._sleeping = False
             self._wakeup = None
+            self._sleep_until = None
             if timer is not None:
                 timer.cancel()
 
@@ -478,15 +511,22 @@ class Batcher:
         stats.batch_sizes[len(items)] += 1
         stats.queue_wait_seconds += wait
         batch_id = next(self._batch_ids)
-        self._inflight[batch_id] = parts
+        self._inflight[batch_id] = (parts, now)
         self._running += 1
-        self._jobs.put((batch_id, items, parts, wait / len(items)))
+        if self.inline:
+            task = self._loop.create_task(  # type: ignore[union-attr]
+                self._run_inline(batch_id, items, parts, wait / len(items))
+            )
+            self._batch_tasks.add(task)
+            task.add_done_callback(self._batch_tasks.discard)
+        else:
+            self._jobs.put((batch_id, items, parts, wait / len(items)))
         return True
 
     def _worker(self) -> None:
         loop = self._loop
         assert loop is not None
-        handler = self.handler
+        handler = cast(_SyncHandler, self.handler)
         while True:
             job = self._jobs.get()
             if job is None:
@@ -496,20 +536,7 @@ class Batcher:
             error: BaseException | None = None
             outputs: Sequence[Any] | None = None
             try:
-                outputs = handler(items)
-                if not isinstance(outputs, (list, tuple)):
-                    if not hasattr(outputs, "__iter__"):
-                        got = "None" if outputs is None else type(outputs).__name__
-                        raise ModelError(
-                            f"model '{self.name}' predict returned {got}; it must return a"
-                            f" list with one result per item ({len(items)} here)"
-                        )
-                    outputs = list(outputs)
-                if len(outputs) != len(items):
-                    error = ModelError(
-                        f"model '{self.name}' returned {len(outputs)} results for a batch of"
-                        f" {len(items)} items; predict must return exactly one result per item"
-                    )
+                outputs = self._checked(handler(items), len(items))
             except Exception as exc:  # the model's error goes to the callers of this batch
                 error = exc
             isolated: BaseException | None = None
@@ -528,6 +555,60 @@ class Batcher:
             except RuntimeError:  # loop closed: nobody is waiting any more
                 return
 
+    def _checked(self, outputs: Any, count: int) -> Sequence[Any]:
+        """``handler``'s return value as a sequence of ``count`` results, or a ``ModelError``."""
+        if not isinstance(outputs, (list, tuple)):
+            if not hasattr(outputs, "__iter__"):
+                got = "None" if outputs is None else type(outputs).__name__
+                raise ModelError(
+                    f"model '{self.name}' predict returned {got}; it must return a"
+                    f" list with one result per item ({count} here)"
+                )
+            outputs = list(outputs)
+        if len(outputs) != count:
+            raise ModelError(
+                f"model '{self.name}' returned {len(outputs)} results for a batch of"
+                f" {count} items; predict must return exactly one result per item"
+            )
+        return cast(Sequence[Any], outputs)
+
+    async def _run_inline(
+        self, batch_id: int, items: list[Any], parts: list[_Part], wait: float
+    ) -> None:
+        """An ``async def`` handler's batch, on the loop: the worker's steps, awaited."""
+        handler = cast(_AsyncHandler, self.handler)
+        started = time.perf_counter()
+        error: BaseException | None = None
+        outputs: Sequence[Any] | None = None
+        try:
+            outputs = self._checked(await handler(items), len(items))
+        except Exception as exc:  # the model's error goes to the callers of this batch
+            error = exc
+        isolated: BaseException | None = None
+        if error is not None and _several_works(parts):
+            isolated, error = error, None
+            outputs = await self._isolate_inline(items, parts)
+        elapsed = time.perf_counter() - started
+        if self.on_batch is not None:
+            self._observe(parts, len(items), wait, elapsed, error is None and isolated is None)
+        self._finish(batch_id, outputs, error, elapsed, 0, isolated)
+
+    async def _isolate_inline(self, items: list[Any], parts: list[_Part]) -> list[Any]:
+        """:meth:`_isolate` for an ``async def`` handler."""
+        handler = cast(_AsyncHandler, self.handler)
+        outputs: list[Any] = [_GONE] * len(items)
+        for work, slots in _spans(parts).items():
+            if work.finished:
+                continue
+            alone = [items[i] for lo, hi in slots for i in range(lo, hi)]
+            results: list[Any] | BaseException
+            try:
+                results = list(self._checked(await handler(alone), len(alone)))
+            except Exception as exc:  # this submission's own error
+                results = exc
+            _place(outputs, slots, results)
+        return outputs
+
     def _observe(self, parts: list[_Part], size: int, wait: float, took: float, ok: bool) -> None:
         try:
             self.on_batch(parts, size, wait, took, ok)  # type: ignore[misc]
@@ -541,28 +622,17 @@ class Batcher:
         hold its error, so it alone fails. A submission that already has an outcome
         (cancelled, timed out) is not re-run.
         """
-        spans: dict[Work, list[tuple[int, int]]] = {}
-        offset = 0
-        for work, start, end in parts:
-            spans.setdefault(work, []).append((offset, offset + end - start))
-            offset += end - start
         outputs: list[Any] = [_GONE] * len(items)
-        for work, slots in spans.items():
+        for work, slots in _spans(parts).items():
             if work.finished:
                 continue
             alone = [items[i] for lo, hi in slots for i in range(lo, hi)]
-            results = self._run_alone(alone)
-            for lo, hi in slots:
-                if isinstance(results, BaseException):
-                    outputs[lo:hi] = [results] * (hi - lo)
-                else:
-                    outputs[lo:hi] = results[: hi - lo]
-                    results = results[hi - lo :]
+            _place(outputs, slots, self._run_alone(alone))
         return outputs
 
     def _run_alone(self, items: list[Any]) -> list[Any] | BaseException:
         try:
-            outputs = self.handler(items)
+            outputs = cast(_SyncHandler, self.handler)(items)
             if not isinstance(outputs, (list, tuple)):
                 outputs = list(outputs)
         except Exception as exc:  # this submission's own error
@@ -586,7 +656,14 @@ class Batcher:
         self._running -= 1
         self.stats.predict_seconds += elapsed
         self.stats.completed += early
-        parts = self._inflight.pop(batch_id, ())
+        parts, dispatched_at = self._inflight.pop(batch_id, ((), 0.0))
+        now = self._clock.now()  # type: ignore[union-attr]
+        if self.adaptive is not None and parts:
+            # learn from whole successful batches only; the cost is dispatch to free again
+            seconds = now - dispatched_at if error is None and isolated is None else None
+            size = sum(end - start for _, start, end in parts)
+            self._window_end = self.adaptive.instance_free(now, size, seconds, self._window_count)
+            self._window_count = self._queued  # the window sees these and what arrives
         if isolated is not None:
             self.stats.isolation_reruns += 1
             log.debug(
@@ -600,7 +677,7 @@ class Batcher:
         # while this batch's callers encode and send their responses.
         if self._intake:
             self._drain_intake()
-        self._try_dispatch(self._clock.now())  # type: ignore[union-attr]
+        self._try_dispatch(now)
         if error is not None or outputs is None:
             error = error or ModelError(f"model '{self.name}' produced no output")
             self._report(error)
@@ -673,7 +750,7 @@ class Batcher:
         for chunk in self._queue:
             self._fail(chunk[0], error)
         self._queue.clear()
-        for parts in self._inflight.values():
+        for parts, _ in self._inflight.values():
             for work, _, _ in parts:
                 self._fail(work, error)
         self._inflight.clear()
@@ -697,6 +774,28 @@ def _chunks(work: Work, key_of: BatchKey) -> list[list[Any]]:
             start, key = i, other
     chunks.append([work, start, len(items), key])
     return chunks
+
+
+def _spans(parts: list[_Part]) -> dict[Work, list[tuple[int, int]]]:
+    """Each submission's slots (``lo``, ``hi``) in a batch made of ``parts``."""
+    spans: dict[Work, list[tuple[int, int]]] = {}
+    offset = 0
+    for work, start, end in parts:
+        spans.setdefault(work, []).append((offset, offset + end - start))
+        offset += end - start
+    return spans
+
+
+def _place(
+    outputs: list[Any], slots: list[tuple[int, int]], results: list[Any] | BaseException
+) -> None:
+    """Put one submission's re-run results (or its error) in its slots of ``outputs``."""
+    for lo, hi in slots:
+        if isinstance(results, BaseException):
+            outputs[lo:hi] = [results] * (hi - lo)
+        else:
+            outputs[lo:hi] = results[: hi - lo]
+            results = results[hi - lo :]
 
 
 def _several_works(parts: list[_Part]) -> bool:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+Dispatch = Literal["adaptive", "idle"]
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,10 @@ class BatchPolicy:
       batch, dispatch at once if there are at least this many items.
     - ``max_queue_size``: most items waiting; beyond it new work is refused (HTTP 429).
     - ``instances``: batches that may run at once (model replicas / executor threads).
+    - ``dispatch``: ``"idle"`` sends what is queued as soon as an instance is free;
+      ``"adaptive"`` may hold a free instance while more items are expected soon enough to
+      pay for the wait (learnt online; see ``servekit.batching.adaptive``), within
+      ``max_latency``.
     """
 
     max_batch_size: int = 32
@@ -25,3 +32,4 @@ class BatchPolicy:
     idle_batch_size: int = 1
     max_queue_size: int = 4096
     instances: int = 1
+    dispatch: Dispatch = "idle"

@@ -1,0 +1,149 @@
+"""Adaptive dispatch: learn what a batch costs and what arrives, and hold a free model only
+while waiting pays.
+
+With a linear cost ``t(n) = a + b·n``, running the ``q`` queued items now gives
+``q / t(q)`` items per second; waiting ``w`` for ``k`` more gives
+``(q + k) / (w + t(q + k))``, which is higher iff ``k·a > q·w``: ``k`` more items are worth
+waiting for iff they come within ``k·a / q`` (for Poisson arrivals at rate ``λ``: iff
+``q < λ·a``). Arrivals are not Poisson when clients wait for their answers: they come back
+in a burst shortly after a batch ends. So what is learnt is how many items are queued by the
+end of a *window* of length ``a`` after an instance becomes free (those waiting then plus
+those that arrive in it; EWMA over batches): a free instance holds while fewer are queued
+than that and they keep coming in time to pay for the wait. A lone closed-loop client
+expects one item, its own, so it never waits; Poisson arrivals expect ``q + λ·a``, cut short
+as soon as one gap exceeds ``a / q``.
+"""
+
+from __future__ import annotations
+
+import math
+
+_INF = math.inf
+
+
+class CostModel:
+    """``t(n) ≈ fixed + per_item·n`` by exponentially weighted least squares over batches.
+
+    Each observation clips to the prediction ± four mean absolute residuals (after warm-up),
+    so a few outliers (a GC pause, a preempted thread) barely move the fit.
+    """
+
+    __slots__ = (
+        "_decay",
+        "_s0",
+        "_sn",
+        "_snn",
+        "_snt",
+        "_spread",
+        "_st",
+        "count",
+        "fixed",
+        "per_item",
+        "warmup",
+    )
+
+    def __init__(self, memory: float = 32.0, warmup: int = 4) -> None:
+        """``memory``: batches the fit mostly remembers; ``warmup``: batches before ``ready``."""
+        self._decay = 1.0 - 1.0 / memory
+        self._s0 = self._sn = self._snn = self._st = self._snt = 0.0
+        self._spread = 0.0
+        self.count = 0
+        self.warmup = warmup
+        self.fixed = 0.0  # seconds per batch
+        self.per_item = 0.0  # seconds per item
+
+    @property
+    def ready(self) -> bool:
+        return self.count >= self.warmup
+
+    def predict(self, n: int) -> float:
+        return self.fixed + self.per_item * n
+
+    def observe(self, n: int, seconds: float) -> None:
+        """One batch of ``n`` items took ``seconds``."""
+        if n <= 0 or not seconds >= 0.0:  # also refuses NaN
+            return
+        if self.count >= self.warmup:
+            expected = self.predict(n)
+            limit = max(4.0 * self._spread, 0.1 * expected)
+            residual = min(abs(seconds - expected), limit)
+            self._spread += 0.1 * (residual - self._spread)
+            seconds = min(max(seconds, expected - limit), expected + limit)
+        d = self._decay
+        self._s0 = d * self._s0 + 1.0
+        self._sn = d * self._sn + n
+        self._snn = d * self._snn + n * n
+        self._st = d * self._st + seconds
+        self._snt = d * self._snt + n * seconds
+        self.count += 1
+        self._solve()
+
+    def _solve(self) -> None:
+        s0, sn, snn, st, snt = self._s0, self._sn, self._snn, self._st, self._snt
+        det = s0 * snn - sn * sn
+        # sizes varied enough to tell the slope from the intercept; else keep the slope
+        # learnt before (0 at first)
+        varied = det > 1e-3 * s0 * snn
+        per_item = max((s0 * snt - sn * st) / det if varied else self.per_item, 0.0)
+        fixed = (st - per_item * sn) / s0
+        if fixed < 0.0:
+            fixed, per_item = 0.0, st / sn
+        self.fixed, self.per_item = fixed, per_item
+
+
+class AdaptiveDispatch:
+    """The hold rule of ``dispatch = "adaptive"``: a :class:`CostModel` and the window.
+
+    After each batch the batcher calls :meth:`instance_free` with the window that closes: the
+    items queued when it opened plus those admitted before :attr:`window_end`; while an
+    instance is free it asks :meth:`hold_until` whether to wait.
+    """
+
+    __slots__ = ("_open", "cost", "expected", "smoothing", "window_end", "window_start")
+
+    def __init__(self, cost: CostModel | None = None, smoothing: float = 0.25) -> None:
+        self.cost = cost or CostModel()
+        #: items queued within ``cost.fixed`` after an instance frees (EWMA)
+        self.expected = 0.0
+        self.smoothing = smoothing
+        self.window_start = self.window_end = -_INF
+        self._open = False
+
+    @property
+    def rate(self) -> float:
+        """Items per second arriving in the window after a batch (0 until learnt)."""
+        return self.expected / self.cost.fixed if self.cost.fixed > 0.0 else 0.0
+
+    def instance_free(self, now: float, size: int, seconds: float | None, seen: int) -> float:
+        """A batch of ``size`` items ended after ``seconds`` (None: failed, not learnt from);
+        ``seen`` items were queued in the window that closes. Returns the new window's end."""
+        if seconds is not None:
+            self.cost.observe(size, seconds)
+        if self._open:
+            self.expected += self.smoothing * (seen - self.expected)
+        fixed = self.cost.fixed
+        self._open = self.cost.ready and fixed > 0.0
+        self.window_start = now
+        self.window_end = now + fixed if self._open else -_INF
+        return self.window_end
+
+    def hold_until(
+        self, now: float, queued: int, last_arrival: float, latest: float
+    ) -> float | None:
+        """When to look again if a free instance should wait for more items; None: go now.
+
+        ``queued`` items wait, the newest came at ``last_arrival``; ``latest`` is the oldest
+        item's ``max_latency`` bound.
+        """
+        # A lone request at low load: no window open (nothing ran within `a`), or no more
+        # expected in it (a closed-loop client that is the only one): go at once.
+        more = self.expected - queued
+        if now >= self.window_end or more < 0.5:
+            return None
+        fixed = self.cost.fixed
+        if last_arrival > self.window_start:  # they are coming: one more is worth a / q
+            due = last_arrival + fixed / queued
+        else:  # the `more` expected are worth waiting for if they come within more·a / q
+            due = self.window_start + more * fixed / queued
+        until = min(self.window_end, due, latest)
+        return until if now < until else None
