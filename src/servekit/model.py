@@ -2,15 +2,18 @@
 
 Lifecycle: ``load()`` (may be slow; the model is not ready until it returns) → ready → serve
 → drain. Per request ``validate(inputs)`` runs first; per batch, in the model's own thread,
-``preprocess(item)`` → ``predict(batch)`` → ``postprocess(output)``.
+``preprocess(item)`` → ``predict(batch)`` → ``postprocess(output)``. An ``async def predict``
+runs the same hooks on the event loop instead, with no thread hop (batched the same way).
 """
 
 from __future__ import annotations
 
 import difflib
+import inspect
 import threading
 import time
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from servekit.errors import BadRequest, ModelError
 
@@ -65,6 +68,15 @@ class Model:
     instances: int | None = None
     dispatch: str | None = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # The batcher runs an `async def` handler on the loop: give it one when predict is
+        # `async def` (unless the class brings its own run_batch).
+        if cls.run_batch in (Model.run_batch, Model.run_batch_async):
+            asynchronous = inspect.iscoroutinefunction(cls.predict)
+            runner = Model.run_batch_async if asynchronous else Model.run_batch
+            cls.run_batch = runner  # type: ignore[assignment,method-assign]
+
     def __init__(self, name: str | None = None, **params: Any) -> None:
         full = name or type(self).name or type(self).__name__.lower()
         model_name, _, version = full.partition(":")
@@ -87,8 +99,11 @@ class Model:
         """Per item, in the model thread, just before ``predict``."""
         return item
 
-    def predict(self, batch: list[Any]) -> list[Any]:
-        """One output per item, in order (an ``Exception`` instance fails that item alone)."""
+    def predict(self, batch: list[Any]) -> list[Any] | Awaitable[list[Any]]:
+        """One output per item, in order (an ``Exception`` instance fails that item alone).
+
+        May be ``async def``: then it runs on the event loop, where it must await, not block.
+        """
         raise NotImplementedError(f"{type(self).__name__}.predict is not implemented")
 
     def postprocess(self, output: Any) -> Any:
@@ -147,25 +162,39 @@ class Model:
 
     def run_batch(self, batch: list[Any]) -> list[Any]:
         """preprocess → predict → postprocess, isolating per-item hook failures."""
-        cls = type(self)
+        batch, live = self._preprocessed(batch)
+        return self._completed(batch, live, self.predict(live) if live else [])
+
+    async def run_batch_async(self, batch: list[Any]) -> list[Any]:
+        """:meth:`run_batch` for an ``async def predict``, on the event loop."""
+        batch, live = self._preprocessed(batch)
+        predicted = await cast(Awaitable[list[Any]], self.predict(live)) if live else []
+        return self._completed(batch, live, predicted)
+
+    def _preprocessed(self, batch: list[Any]) -> tuple[list[Any], list[Any]]:
+        """The batch after ``preprocess`` (failed items hold their error) and its live items."""
         context = batch_context
         context.model, context.metrics = self, {}
-        if cls.preprocess is not Model.preprocess:
+        if type(self).preprocess is not Model.preprocess:
             started = time.perf_counter()
             batch = [isolate(self.preprocess, item) for item in batch]
             context.preprocess = time.perf_counter() - started
         else:
             context.preprocess = None
         if any(isinstance(item, BaseException) for item in batch):
-            live = [item for item in batch if not isinstance(item, BaseException)]
-            predicted = self._outputs(self.predict(live), len(live)) if live else []
-            outputs = iter(predicted)
+            return batch, [item for item in batch if not isinstance(item, BaseException)]
+        return batch, batch
+
+    def _completed(self, batch: list[Any], live: list[Any], predicted: Any) -> list[Any]:
+        """``predict``'s outputs for ``live`` put back among the failed items, postprocessed."""
+        if live is batch:
+            outputs_list: list[Any] = predicted
+        else:
+            outputs = iter(self._outputs(predicted, len(live)) if live else [])
             outputs_list = [
                 item if isinstance(item, BaseException) else next(outputs) for item in batch
             ]
-        else:
-            outputs_list = self.predict(batch)
-        if cls.postprocess is not Model.postprocess:
+        if type(self).postprocess is not Model.postprocess:
             outputs_list = self._outputs(outputs_list, len(batch))
             outputs_list = [
                 out if isinstance(out, BaseException) else isolate(self.postprocess, out)
