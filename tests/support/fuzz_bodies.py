@@ -7,6 +7,7 @@ deep into the decoders instead of failing at the first check.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -43,7 +44,9 @@ class Deep:
         self.depth, self.leaf = depth, leaf
 
     def text(self) -> bytes:
-        return b"[" * self.depth + orjson.dumps(self.leaf) + b"]" * self.depth
+        # the standard library writes integers past 64 bits (orjson refuses them): the leaf
+        # may hold one, and the decoders must see it
+        return b"[" * self.depth + json.dumps(self.leaf).encode() + b"]" * self.depth
 
 
 def nested(depth: int, leaf: list[Any]) -> Deep:
