@@ -7,6 +7,7 @@ run could not start (bad arguments or input, server unreachable).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from typing import IO
 
@@ -93,6 +94,10 @@ def main(args: argparse.Namespace, stdout: IO[str] | None = None) -> int:
         seed=args.seed,
     )
     show = not args.quiet and sys.stderr.isatty()
+    if args.plot and importlib.util.find_spec("matplotlib") is None:  # say so before the run
+        print("servekit bench: error: --plot needs matplotlib: pip install 'servekit[bench]'",
+              file=sys.stderr)  # fmt: skip
+        return 2
     try:
         body = read_input(args.input) if args.input else None
         with LiveProgress(plan.duration, enabled=show) as progress:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from servekit.bench._errors import BenchError
 from servekit.bench.record import Result
 
 _SERIES = ("p50", "p90", "p99", "p99.9", "max")
@@ -14,7 +15,10 @@ _SERIES = ("p50", "p90", "p99", "p99.9", "max")
 
 def write_plot(result: Result, path: str | Path) -> None:
     """Two panels: per-second latency percentiles over time; the 2xx latency histogram."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise BenchError("--plot needs matplotlib: pip install 'servekit[bench]'") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
