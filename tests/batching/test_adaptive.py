@@ -9,7 +9,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from servekit.batching import Batcher, BatchPolicy
-from servekit.batching.adaptive import AdaptiveDispatch, CostModel
+from servekit.batching.adaptive import BINS, AdaptiveDispatch, CostModel
 from servekit.batching.policy import Dispatch
 from servekit.clock import ManualClock
 
@@ -72,8 +72,9 @@ def learnt(expected: float) -> AdaptiveDispatch:
     rule = AdaptiveDispatch(smoothing=1.0)
     for n in (1, 8, 16, 32):
         rule.cost.observe(n, cost(n))
-    rule.instance_free(0.0, 8, None, 0)  # opens the first window
-    rule.instance_free(0.0, 8, None, round(expected))
+    rule.instance_free(0.0, 8, None, 0, 0)  # opens the first window
+    rule.bins[0] = round(expected)  # as the batcher counts them: they came at once
+    rule.instance_free(0.0, 8, None, round(expected), 0)
     return rule
 
 
@@ -100,6 +101,25 @@ def test_hold_rule_goes_at_once_when_arrivals_stop() -> None:
     due = rule.hold_until(last, 4, last, latest=1.0)
     assert due == last + rule.cost.fixed / 4  # one more is worth waiting a/q for, no longer
     assert rule.hold_until(due, 4, last, latest=1.0) is None
+
+
+def steady(queued: int) -> AdaptiveDispatch:
+    """A rule that learnt open-loop arrivals: 8 per window, spread evenly (λ·a = 8)."""
+    rule = AdaptiveDispatch(smoothing=1.0)
+    for n in (1, 8, 16, 32):
+        rule.cost.observe(n, cost(n))
+    rule.instance_free(0.0, 8, None, 0, 0)
+    rule.bins[:BINS] = [1] * BINS
+    rule.instance_free(0.0, 8, None, queued + 8, queued)
+    return rule
+
+
+def test_hold_rule_goes_at_once_when_as_many_are_queued_as_arrive_during_a_batch() -> None:
+    # a steady open-loop load: the queue built while the batch ran is already λ·a: waiting
+    # would only add latency
+    assert steady(queued=8).hold_until(0.0, 8, -1.0, latest=1.0) is None
+    # fewer than λ·a queued: the next arrivals pay for the wait
+    assert steady(queued=4).hold_until(0.0, 4, -1.0, latest=1.0) is not None
 
 
 def test_hold_rule_goes_at_once_with_nothing_learnt() -> None:
@@ -260,7 +280,7 @@ async def taught(model: Gated, clock: ManualClock, expected: float, **policy: An
     assert rule is not None
     for n in (1, 8, 16, 32):
         rule.cost.observe(n, cost(n))
-    rule.expected = expected
+    rule.expected, rule.curve[0] = expected, expected
     await batcher.start()
     first = batcher.submit([0])  # no window open yet: it goes at once
     assert await asyncio.to_thread(model.entered.acquire, True, WAIT)
@@ -276,11 +296,12 @@ def test_adaptive_dispatch_never_holds_longer_than_max_latency() -> None:
         clock = ManualClock()
         model = Gated(clock)
         batcher = await taught(model, clock, expected=8, max_latency=3 * GAP)
-        futures = []
         for i in range(1, 8):  # 8 are expected, one every GAP
             clock.advance(GAP)
-            futures.append(batcher.submit([i]))
+            batcher.submit([i])
             await settle()
+            if batcher.stats.batches == 2:
+                break  # dispatched: the clock stays put until the handler has read it
         assert await asyncio.to_thread(model.entered.acquire, True, WAIT)
         assert model.batches[-1] == [1, 2, 3, 4]  # the oldest, 1, waited its 3 GAP: go
         assert model.started[-1] == cost(1) + 4 * GAP

@@ -6,12 +6,14 @@ With a linear cost ``t(n) = a + b·n``, running the ``q`` queued items now gives
 ``(q + k) / (w + t(q + k))``, which is higher iff ``k·a > q·w``: ``k`` more items are worth
 waiting for iff they come within ``k·a / q`` (for Poisson arrivals at rate ``λ``: iff
 ``q < λ·a``). Arrivals are not Poisson when clients wait for their answers: they come back
-in a burst shortly after a batch ends. So what is learnt is how many items are queued by the
-end of a *window* of length ``a`` after an instance becomes free (those waiting then plus
-those that arrive in it; EWMA over batches): a free instance holds while fewer are queued
-than that and they keep coming in time to pay for the wait. A lone closed-loop client
-expects one item, its own, so it never waits; Poisson arrivals expect ``q + λ·a``, cut short
-as soon as one gap exceeds ``a / q``.
+in a burst shortly after a batch ends. So what is learnt, per *window* of length ``a``
+after an instance becomes free (EWMA over windows), is when items arrive in it (the arrival
+curve ``K(w)``, in eighths of ``a``) and how many are queued by its end. A window may hold
+only if some ``w`` pays, ``K(w)·a > q·w`` with the ``q`` queued when it opens: a burst of
+returning clients does, while steady open-loop arrivals (``K(w) = λ·w``) do only when
+``q < λ·a``. Then the free instance holds while fewer are queued than expected by the
+window's end and they keep coming in time to pay for the wait. A lone closed-loop client
+expects one item, its own, so it never waits.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import math
 
 _INF = math.inf
+BINS = 8  # the window's arrival curve is learnt in this many steps
 
 
 class CostModel:
@@ -94,12 +97,24 @@ class CostModel:
 class AdaptiveDispatch:
     """The hold rule of ``dispatch = "adaptive"``: a :class:`CostModel` and the window.
 
-    After each batch the batcher calls :meth:`instance_free` with the window that closes: the
-    items queued when it opened plus those admitted before :attr:`window_end`; while an
-    instance is free it asks :meth:`hold_until` whether to wait.
+    The batcher counts each item admitted before :attr:`window_end` in :attr:`bins`; after
+    each batch it calls :meth:`instance_free` with the window that closes (the items queued
+    when it opened plus those admitted in it); while an instance is free it asks
+    :meth:`hold_until` whether to wait.
     """
 
-    __slots__ = ("_open", "cost", "expected", "smoothing", "window_end", "window_start")
+    __slots__ = (
+        "_holding",
+        "_open",
+        "bin_scale",
+        "bins",
+        "cost",
+        "curve",
+        "expected",
+        "smoothing",
+        "window_end",
+        "window_start",
+    )
 
     def __init__(self, cost: CostModel | None = None, smoothing: float = 0.25) -> None:
         self.cost = cost or CostModel()
@@ -108,24 +123,49 @@ class AdaptiveDispatch:
         self.smoothing = smoothing
         self.window_start = self.window_end = -_INF
         self._open = False
+        #: arrivals in each eighth of the open window (the batcher counts them)
+        self.bins = [0] * (BINS + 1)  # one spare slot for rounding at the window's end
+        self.bin_scale = 0.0  # bins per second
+        #: arrivals expected in each eighth of a window (EWMA over windows)
+        self.curve = [0.0] * BINS
+        self._holding = False
 
     @property
     def rate(self) -> float:
-        """Items per second arriving in the window after a batch (0 until learnt)."""
-        return self.expected / self.cost.fixed if self.cost.fixed > 0.0 else 0.0
+        """Items per second arriving in the window after a batch (λ; 0 until learnt)."""
+        return sum(self.curve) / self.cost.fixed if self.cost.fixed > 0.0 else 0.0
 
-    def instance_free(self, now: float, size: int, seconds: float | None, seen: int) -> float:
+    def instance_free(
+        self, now: float, size: int, seconds: float | None, seen: int, queued: int
+    ) -> float:
         """A batch of ``size`` items ended after ``seconds`` (None: failed, not learnt from);
-        ``seen`` items were queued in the window that closes. Returns the new window's end."""
+        ``seen`` items were queued in the window that closes (its arrivals counted in
+        :attr:`bins`), ``queued`` are now. Returns the new window's end."""
         if seconds is not None:
             self.cost.observe(size, seconds)
+        bins, curve, alpha = self.bins, self.curve, self.smoothing
         if self._open:
-            self.expected += self.smoothing * (seen - self.expected)
+            self.expected += alpha * (seen - self.expected)
+            for i in range(BINS):
+                curve[i] += alpha * (bins[i] - curve[i])
+        bins[:] = [0] * (BINS + 1)
         fixed = self.cost.fixed
         self._open = self.cost.ready and fixed > 0.0
+        self._holding = self._open and self._pays(queued)
         self.window_start = now
         self.window_end = now + fixed if self._open else -_INF
+        self.bin_scale = BINS / fixed if self._open else 0.0
         return self.window_end
+
+    def _pays(self, queued: int) -> bool:
+        """Whether the ``k`` items expected within some ``w`` of the window's start pay for
+        waiting ``w`` with ``queued`` items, by half an item: ``(k - ½)·a > q·w``."""
+        expected = 0.0
+        for i, count in enumerate(self.curve):
+            expected += count
+            if (expected - 0.5) * BINS > queued * (i + 1):  # w = (i + 1)·a / BINS
+                return True
+        return False
 
     def hold_until(
         self, now: float, queued: int, last_arrival: float, latest: float
@@ -138,7 +178,7 @@ class AdaptiveDispatch:
         # A lone request at low load: no window open (nothing ran within `a`), or no more
         # expected in it (a closed-loop client that is the only one): go at once.
         more = self.expected - queued
-        if now >= self.window_end or more < 0.5:
+        if not self._holding or now >= self.window_end or more < 0.5:
             return None
         fixed = self.cost.fixed
         if last_arrival > self.window_start:  # they are coming: one more is worth a / q

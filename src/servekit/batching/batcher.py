@@ -115,6 +115,9 @@ class Batcher:
         #: the learnt cost and arrivals of ``dispatch = "adaptive"`` (None: "idle")
         self.adaptive = AdaptiveDispatch() if self.policy.dispatch == "adaptive" else None
         self._window_end = -math.inf  # items admitted before it count as window arrivals
+        self._window_start = 0.0
+        self._bins = self.adaptive.bins if self.adaptive is not None else []
+        self._bin_scale = 0.0
         self._window_count = 0
         self._last_arrival = -math.inf
         self._sleep_until: float | None = None  # the dispatch loop's timer, while it sleeps
@@ -324,6 +327,7 @@ class Batcher:
         self._last_arrival = now
         if now < self._window_end:
             self._window_count += n
+            self._bins[int((now - self._window_start) * self._bin_scale)] += n
         if chunks is None:
             self._queue.append([work, 0, n, key])
         else:
@@ -662,7 +666,10 @@ class Batcher:
             # learn from whole successful batches only; the cost is dispatch to free again
             seconds = now - dispatched_at if error is None and isolated is None else None
             size = sum(end - start for _, start, end in parts)
-            self._window_end = self.adaptive.instance_free(now, size, seconds, self._window_count)
+            self._window_end = self.adaptive.instance_free(
+                now, size, seconds, self._window_count, self._queued
+            )
+            self._window_start, self._bin_scale = now, self.adaptive.bin_scale
             self._window_count = self._queued  # the window sees these and what arrives
         if isolated is not None:
             self.stats.isolation_reruns += 1
