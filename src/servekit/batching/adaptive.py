@@ -9,11 +9,12 @@ waiting for iff they come within ``k·a / q`` (for Poisson arrivals at rate ``λ
 in a burst shortly after a batch ends. So what is learnt, per *window* of length ``a``
 after an instance becomes free (EWMA over windows), is when items arrive in it (the arrival
 curve ``K(w)``, in eighths of ``a``) and how many are queued by its end. A window may hold
-only if some ``w`` pays, ``K(w)·a > q·w`` with the ``q`` queued when it opens: a burst of
-returning clients does, while steady open-loop arrivals (``K(w) = λ·w``) do only when
-``q < λ·a``. Then the free instance holds while fewer are queued than expected by the
-window's end and they keep coming in time to pay for the wait. A lone closed-loop client
-expects one item, its own, so it never waits.
+only if some ``w`` pays, ``K(w)·a > q·w`` with the ``q`` queued when it opens, and the items
+come in a burst (faster than the window's mean rate): returning clients do; steady
+open-loop arrivals (``K(w) = λ·w``) never do, and for them waiting would buy throughput
+that is not needed below saturation at the price of latency. Then the free instance holds
+while fewer are queued than expected by the window's end and they keep coming in time to
+pay for the wait. A lone closed-loop client expects one item, its own, so it never waits.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import math
 
 _INF = math.inf
 BINS = 8  # the window's arrival curve is learnt in this many steps
+BURST = 1.5  # arrivals that pay for a hold come this much faster than the window's mean
 
 
 class CostModel:
@@ -111,13 +113,22 @@ class AdaptiveDispatch:
         "cost",
         "curve",
         "expected",
+        "shape_smoothing",
         "smoothing",
         "window_end",
         "window_start",
     )
 
-    def __init__(self, cost: CostModel | None = None, smoothing: float = 0.25) -> None:
+    def __init__(
+        self,
+        cost: CostModel | None = None,
+        smoothing: float = 0.25,
+        shape_smoothing: float = 0.1,
+    ) -> None:
+        """``smoothing``: EWMA weight of each window in :attr:`expected`; ``shape_smoothing``
+        in :attr:`curve` (smaller: a noisy open-loop stream rarely looks like a burst)."""
         self.cost = cost or CostModel()
+        self.shape_smoothing = shape_smoothing
         #: items queued within ``cost.fixed`` after an instance frees (EWMA)
         self.expected = 0.0
         self.smoothing = smoothing
@@ -143,11 +154,11 @@ class AdaptiveDispatch:
         :attr:`bins`), ``queued`` are now. Returns the new window's end."""
         if seconds is not None:
             self.cost.observe(size, seconds)
-        bins, curve, alpha = self.bins, self.curve, self.smoothing
+        bins, curve, alpha, shape = self.bins, self.curve, self.smoothing, self.shape_smoothing
         if self._open:
             self.expected += alpha * (seen - self.expected)
             for i in range(BINS):
-                curve[i] += alpha * (bins[i] - curve[i])
+                curve[i] += shape * (bins[i] - curve[i])
         bins[:] = [0] * (BINS + 1)
         fixed = self.cost.fixed
         self._open = self.cost.ready and fixed > 0.0
@@ -159,11 +170,16 @@ class AdaptiveDispatch:
 
     def _pays(self, queued: int) -> bool:
         """Whether the ``k`` items expected within some ``w`` of the window's start pay for
-        waiting ``w`` with ``queued`` items, by half an item: ``(k - ½)·a > q·w``."""
+        waiting ``w`` with ``queued`` items, by half an item (``(k - ½)·a > q·w``), and come
+        in a burst (``BURST`` times the window's mean rate): a steady open-loop stream is
+        served at once, since the wait would only add latency below saturation."""
+        curve = self.curve
+        burst = BURST * sum(curve) / BINS
         expected = 0.0
-        for i, count in enumerate(self.curve):
+        for i, count in enumerate(curve):
             expected += count
-            if (expected - 0.5) * BINS > queued * (i + 1):  # w = (i + 1)·a / BINS
+            steps = i + 1  # w = steps·a / BINS
+            if (expected - 0.5) * BINS > queued * steps and expected > burst * steps:
                 return True
         return False
 
