@@ -122,6 +122,18 @@ def test_hold_rule_serves_a_steady_open_loop_stream_at_once() -> None:
     assert learnt(expected=8).hold_until(0.0, 1, -1.0, latest=1.0) is not None  # a burst
 
 
+def test_hold_rule_goes_at_once_when_the_burst_comes_late_in_the_window() -> None:
+    # the answered come back only after a/2 (a server slow to turn them around): running
+    # what is queued now lets the next batch form meanwhile, which beats waiting
+    rule = AdaptiveDispatch(smoothing=1.0, shape_smoothing=1.0)
+    for n in (1, 8, 16, 32):
+        rule.cost.observe(n, cost(n))
+    rule.instance_free(0.0, 8, None, 0, 0)
+    rule.bins[4:6] = [4, 4]
+    rule.instance_free(0.0, 8, None, 16, 8)
+    assert rule.hold_until(0.0, 8, -1.0, latest=1.0) is None
+
+
 def test_hold_rule_goes_at_once_with_nothing_learnt() -> None:
     rule = AdaptiveDispatch()
     assert rule.hold_until(0.0, 1, 0.0, latest=1.0) is None

@@ -10,11 +10,14 @@ in a burst shortly after a batch ends. So what is learnt, per *window* of length
 after an instance becomes free (EWMA over windows), is when items arrive in it (the arrival
 curve ``K(w)``, in eighths of ``a``) and how many are queued by its end. A window may hold
 only if some ``w`` pays, ``K(w)·a > q·w`` with the ``q`` queued when it opens, and the items
-come in a burst (faster than the window's mean rate): returning clients do; steady
-open-loop arrivals (``K(w) = λ·w``) never do, and for them waiting would buy throughput
-that is not needed below saturation at the price of latency. Then the free instance holds
-while fewer are queued than expected by the window's end and they keep coming in time to
-pay for the wait. A lone closed-loop client expects one item, its own, so it never waits.
+come in a burst that is over early (90% within ``a/2``): dispatching at once instead lets the
+next batch form while this one runs, so waiting must beat that too. Clients that the server
+turns around quickly qualify; steady open-loop arrivals (``K(w) = λ·w``) never do (for them
+a wait buys throughput not needed below saturation, at the price of latency), nor do
+clients the server takes longer than ``a/2`` to answer and hear from again. Then the free
+instance holds while fewer are queued than expected by the window's end and they keep coming
+in time to pay for the wait. A lone closed-loop client expects one item, its own, so it
+never waits.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import math
 
 _INF = math.inf
 BINS = 8  # the window's arrival curve is learnt in this many steps
-BURST = 1.5  # arrivals that pay for a hold come this much faster than the window's mean
+EARLY = BINS // 2  # a burst worth a hold is over within this many eighths of the window
 
 
 class CostModel:
@@ -169,19 +172,24 @@ class AdaptiveDispatch:
         return self.window_end
 
     def _pays(self, queued: int) -> bool:
-        """Whether the ``k`` items expected within some ``w`` of the window's start pay for
-        waiting ``w`` with ``queued`` items, by half an item (``(k - ½)·a > q·w``), and come
-        in a burst (``BURST`` times the window's mean rate): a steady open-loop stream is
-        served at once, since the wait would only add latency below saturation."""
+        """Whether the window's arrivals are a burst that is over early (90% of them within
+        ``a/2``) and the ``k`` expected within some ``w`` pay for waiting ``w`` with ``queued``
+        items, by half an item: ``(k - ½)·a > q·w``.
+
+        Dispatching now instead lets the next batch form while this one runs, so the model
+        never idles; waiting pays against that only if the items come well within ``a``. A
+        steady open-loop stream (spread over the whole window) never qualifies, nor do
+        clients whose answers take the server longer than ``a/2`` to turn around.
+        """
         curve = self.curve
-        burst = BURST * sum(curve) / BINS
-        expected = 0.0
-        for i, count in enumerate(curve):
+        total, expected = sum(curve), 0.0
+        if total <= 0.0:
+            return False
+        pays = False
+        for i, count in enumerate(curve[:EARLY]):
             expected += count
-            steps = i + 1  # w = steps·a / BINS
-            if (expected - 0.5) * BINS > queued * steps and expected > burst * steps:
-                return True
-        return False
+            pays = pays or (expected - 0.5) * BINS > queued * (i + 1)  # w = (i + 1)·a / BINS
+        return pays and expected >= 0.9 * total
 
     def hold_until(
         self, now: float, queued: int, last_arrival: float, latest: float
