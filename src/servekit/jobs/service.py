@@ -179,7 +179,9 @@ class JobsService:
         """Online inference through the inference runtime (batched with other requests)."""
         self.method(INFERENCE)
         assert self.runtime is not None
-        (result,) = await self.runtime.infer([params], request=params, cancelled_by=cancelled_by)
+        (result,) = await self.runtime.infer(
+            [params], request=params, cancelled_by=cancelled_by, door="jobs"
+        )
         return result
 
     def run_inference(self, params: Mapping[str, Any]) -> Any:

@@ -249,7 +249,7 @@ class GrpcDoor:
         )
         outputs = v2.join_outputs(runtime, results)
         if request.outputs:
-            outputs = v2._select_outputs(runtime, request, outputs)
+            outputs = v2.select_outputs(runtime, request, outputs)
         model = runtime.model
         return infer_response_message(str(model.name), model.version, request.id, outputs)
 

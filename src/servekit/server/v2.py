@@ -141,9 +141,10 @@ def deadline_for(runtime: ModelRuntime, scope: Scope, request: InferRequest) -> 
     return None if seconds is None else runtime.now() + seconds
 
 
-def _select_outputs(
+def select_outputs(
     runtime: ModelRuntime, request: InferRequest, outputs: dict[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
+    """The outputs the request names (all when it names none); 400 for an unknown one."""
     if not request.outputs:
         return outputs
     selected = {}
@@ -180,7 +181,7 @@ async def infer(
         door="v2",
         correlation_id=correlation_id(scope["headers"], request.id) if runtime.observing else None,
     )
-    outputs = _select_outputs(runtime, request, join_outputs(runtime, results))
+    outputs = select_outputs(runtime, request, join_outputs(runtime, results))
     binary: bool | set[str] = request.binary_output
     if request.outputs:
         binary = {o.name for o in request.outputs if request.wants_binary(o.name)}
