@@ -56,17 +56,22 @@ def served(queue_url: str) -> Iterator[tuple[LiveServer, GatedShout]]:
     live.call(app.wait_loaded())
     yield live, model
     model.gate.set()
+    _close_open_clients()  # before the server stops: no connection for it to wait on
     live.stop()
 
 
 _open_clients: list[QueueClient] = []
 
 
+def _close_open_clients() -> None:
+    while _open_clients:
+        _open_clients.pop().close()
+
+
 @pytest.fixture(autouse=True)
 def _close_clients() -> Iterator[None]:
     yield
-    while _open_clients:
-        _open_clients.pop().close()
+    _close_open_clients()
 
 
 def client_for(live: LiveServer, queue: str) -> QueueClient:
@@ -174,6 +179,7 @@ def bounded(queue_url: str) -> Iterator[tuple[LiveServer, GatedShout]]:
     live.call(app.wait_loaded())
     yield live, model
     model.gate.set()
+    _close_open_clients()  # before the server stops: no connection for it to wait on
     live.stop()
 
 

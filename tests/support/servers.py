@@ -66,7 +66,9 @@ class LiveServer:
         assert self.loop is not None
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)  # type: ignore[arg-type]
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop as ``servekit serve`` does on SIGTERM. The bound is above uvicorn's graceful
+        timeout (10 s) plus the app's own drain: a busy machine can need both."""
         self.server.should_exit = True
         self._thread.join(timeout)
         assert not self._thread.is_alive(), "uvicorn did not stop in time"
