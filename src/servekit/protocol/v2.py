@@ -34,6 +34,7 @@ __all__ = [
     "model_metadata",
     "parse_infer_request",
     "server_metadata",
+    "timeout_parameter",
 ]
 
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
@@ -115,7 +116,7 @@ def parse_infer_request(
         parameters=parameters,
         outputs=_requested_outputs(doc.get("outputs"), binary_output),
         binary_output=binary_output,
-        timeout_us=_timeout(parameters),
+        timeout_us=timeout_parameter(parameters),
     )
 
 
@@ -241,7 +242,8 @@ def _requested_outputs(specs: Any, default_binary: bool) -> list[RequestedOutput
     return outputs
 
 
-def _timeout(parameters: dict[str, Any]) -> int | None:
+def timeout_parameter(parameters: dict[str, Any]) -> int | None:
+    """The request's ``timeout`` parameter (microseconds), checked; None when absent."""
     timeout = parameters.get("timeout")
     if timeout is None:
         return None

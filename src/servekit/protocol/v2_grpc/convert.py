@@ -17,7 +17,7 @@ import numpy as np
 
 from servekit.codecs.tensors import V2_DATATYPES, decode_tensor, encode_tensor
 from servekit.errors import BadRequest
-from servekit.protocol.v2 import InferRequest, RequestedOutput
+from servekit.protocol.v2 import InferRequest, RequestedOutput, timeout_parameter
 from servekit.protocol.v2_grpc.grpc_service_pb2 import (
     InferParameter,
     InferTensorContents,
@@ -169,19 +169,8 @@ def infer_request_from_message(message: ModelInferRequest) -> InferRequest:
         parameters=parameters,
         outputs=outputs,
         binary_output=True,
-        timeout_us=_timeout(parameters),
+        timeout_us=timeout_parameter(parameters),
     )
-
-
-def _timeout(parameters: dict[str, Any]) -> int | None:
-    timeout = parameters.get("timeout")
-    if timeout is None:
-        return None
-    if type(timeout) is not int or timeout < 0:
-        raise BadRequest(
-            f"parameter 'timeout' must be a non-negative int64 of microseconds, got {timeout!r}"
-        )
-    return timeout
 
 
 def infer_response_message(
