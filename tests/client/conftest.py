@@ -9,7 +9,8 @@
 - ``boom``: ``predict`` raises, counting its calls in ``Boom.calls``;
 - ``jam``: one item at a time, one queued at most (``max_queue_size=1``), ``predict`` waits
   for ``Jam.gate``, so a test can fill its queue and see 429;
-- ``wide`` (v2): batches of up to 256 rows formed over 200 ms, sizes kept in ``Wide.sizes``;
+- ``wide`` (v2): batches of up to 256 rows formed over 200 ms, sizes kept in ``Wide.sizes``
+  (the first batch after they are cleared takes ``Wide.first_batch_seconds``);
 - ``warming``: ``load`` waits for ``Warming.gate``, which this module's server never opens
   before teardown: always 503.
 """
@@ -108,8 +109,12 @@ class Wide(servekit.Model):
     max_batch_size = 256
     max_latency_ms = 200
     sizes: list[int] = []
+    #: Seconds the first batch after ``sizes`` is cleared takes: what arrives meanwhile queues.
+    first_batch_seconds = 0.0
 
     def predict(self, batch: list[np.ndarray]) -> list[np.ndarray]:
+        if not type(self).sizes:
+            time.sleep(type(self).first_batch_seconds)
         type(self).sizes.append(len(batch))
         return [row + 1 for row in batch]
 

@@ -212,6 +212,34 @@ def test_a_full_sink_holds_input_back_until_it_is_drained(
     assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
 
 
+def test_answers_that_finish_while_the_consumer_waits_for_room_count_as_gone(
+    bounded: tuple[LiveServer, GatedShout],
+) -> None:
+    """The consumer takes 5 records and waits for room while all 5 are still being answered;
+    once they are stored and drained, the next input must flow (a count of answers in flight
+    taken when the wait began would keep it waiting forever)."""
+    live, model = bounded
+    inputs, sink = client_for(live, "shout"), client_for(live, "shout/sink")
+    model.gate.clear()
+    first = [inputs.put(f"first {i}".encode())[1] for i in range(5)]
+    wait_until(lambda: _pending(inputs) == 5, 10, "all five taken while the model is held")
+    model.gate.set()
+    wait_until(lambda: length(sink) == 5 and length(inputs) == 0, 10, "five answers stored")
+    later = inputs.put(b"later")[1]
+    for i, request_id in enumerate(first):
+        data, _ = collect(sink, request_id)
+        assert data == f"FIRST {i}".encode()
+    data, tags = collect(sink, later)
+    assert data == b"LATER" and tags["status"] == "200"
+
+
+def _pending(queue: QueueClient) -> int:
+    """Records of the consumer group handed out and not yet committed."""
+    attrs = queue.attributes()
+    groups = [v for k, v in attrs.items() if k.startswith("groups.list.") and GROUP in v]
+    return int(groups[0].split("Pending: ")[1].split(",")[0]) if groups else 0
+
+
 @pytest.fixture(params=["sqlite", "redis"])
 def sink_fault(
     request: pytest.FixtureRequest, tmp_path: Path

@@ -113,7 +113,7 @@ class AsyncInference:
         room = 0  # answers the sink was last seen to have room for, beyond those in flight
         while True:
             if room <= 0:
-                room = await self._room_in_sink(len(answers))
+                room = await self._room_in_sink(answers)
             try:
                 record = await anext(sub)
             except StopAsyncIteration:
@@ -121,15 +121,19 @@ class AsyncInference:
             room -= 1
             answers.start(self._answer(sub, record))
 
-    async def _room_in_sink(self, in_flight: int) -> int:
-        """Back-pressure: wait until the sink has room for one more answer; return how many."""
+    async def _room_in_sink(self, answers: _Answers) -> int:
+        """Back-pressure: wait until the sink has room for one more answer; return how many.
+
+        The answers still in flight are counted afresh on every look: they finish while we
+        wait, and a count taken once would keep the consumer waiting for room it already has.
+        """
         limit = self.sink.max_length
         if limit <= 0:
             return 1 << 30
         full = False
         while True:
             changed = self.sink.signal.event()
-            room = limit - (await self.sink.backend.stats()).length - in_flight
+            room = limit - (await self.sink.backend.stats()).length - len(answers)
             if room > 0:
                 if full:
                     log.info("sink %r has room again: taking input", self.sink.name)
