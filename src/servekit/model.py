@@ -45,9 +45,10 @@ class Model:
     Name and version come from ``Model(name="name:version")``, else the class attributes
     ``name`` / ``version``, else the class name in lower case. Batching settings may be class
     attributes or constructor keywords (``max_batch_size``, ``max_latency_ms``,
-    ``idle_batch_size``, ``max_queue_size``, ``instances``; see ``servekit.settings``); unset
-    ones come from ``SERVEKIT_*`` environment variables, then defaults. Other keywords land in
-    ``self.params``, except near-misses of a batching setting, which are a ``TypeError``.
+    ``idle_batch_size``, ``max_queue_size``, ``instances``, ``dispatch``, ``inline``; see
+    ``servekit.settings``); unset ones come from ``SERVEKIT_*`` environment variables, then
+    defaults. Other keywords land in ``self.params``, except near-misses of a batching
+    setting, which are a ``TypeError``.
     """
 
     name: ClassVar[str | None] = None
@@ -67,6 +68,7 @@ class Model:
     max_queue_size: int | None = None
     instances: int | None = None
     dispatch: str | None = None
+    inline: bool | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

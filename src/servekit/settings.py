@@ -12,6 +12,7 @@ setting                     environment variable                  default       
 ``max_queue_size``          ``SERVEKIT_MAX_QUEUE_SIZE``           4096            items
 ``instances``               ``SERVEKIT_INSTANCES``                1               batches
 ``dispatch``                ``SERVEKIT_DISPATCH``                 idle            mode
+``inline``                  ``SERVEKIT_INLINE``                   false
 ``host``                    ``SERVEKIT_HOST``                     127.0.0.1
 ``port``                    ``SERVEKIT_PORT``                     8000
 ``workers``                 ``SERVEKIT_WORKERS``                  1               processes
@@ -213,6 +214,11 @@ class BatchSettings(_Settings):
         description="idle: a free model takes what is queued at once; adaptive: it may wait"
         " (within max_latency_ms) while more items are expected soon enough to pay off",
     )
+    inline: bool = Field(
+        False,
+        description="run predict on the event loop, with no thread hop: for models that take"
+        " microseconds (while predict runs, the server serves nothing else)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -250,6 +256,7 @@ class BatchSettings(_Settings):
             max_queue_size=self.max_queue_size,
             instances=self.instances,
             dispatch=self.dispatch,
+            inline=self.inline,
         )
 
 

@@ -3,8 +3,9 @@
 Callers submit a list of items; the batcher merges items from many callers into batches of
 at most ``max_batch_size`` and runs ``handler(batch) -> results`` in its own worker threads,
 so the event loop keeps forming the next batch while one runs; an ``async def`` handler runs
-on the event loop instead, with no thread hop. Every submission gets exactly one outcome: its
-results in order, or one error.
+on the event loop instead, with no thread hop, and so does a plain one with ``policy.inline``
+(for models that take microseconds: while it runs, the loop serves nothing else). Every
+submission gets exactly one outcome: its results in order, or one error.
 
 One bad request never fails its neighbours: items whose batch keys differ (by default, arrays
 of different shapes) never share a batch, and when ``handler`` raises on a batch holding
@@ -110,7 +111,9 @@ class Batcher:
         #: per-batch observer (engine events, request-log metrics); None: nothing is called
         self.on_batch: BatchHook | None = None
         #: ``async def`` handler: batches run as tasks on the loop, no worker threads
-        self.inline = inspect.iscoroutinefunction(handler)
+        self.awaited = inspect.iscoroutinefunction(handler)
+        #: batches run on the event loop (``async def`` handler, or ``policy.inline``)
+        self.inline = self.awaited or self.policy.inline
         self._batch_tasks: set[asyncio.Task[None]] = set()
         #: the learnt cost and arrivals of ``dispatch = "adaptive"`` (None: "idle")
         self.adaptive = AdaptiveDispatch() if self.policy.dispatch == "adaptive" else None
@@ -517,12 +520,16 @@ class Batcher:
         batch_id = next(self._batch_ids)
         self._inflight[batch_id] = (parts, now)
         self._running += 1
-        if self.inline:
+        if self.awaited:
             task = self._loop.create_task(  # type: ignore[union-attr]
                 self._run_inline(batch_id, items, parts, wait / len(items))
             )
             self._batch_tasks.add(task)
             task.add_done_callback(self._batch_tasks.discard)
+        elif self.inline:  # after the callbacks already due: the callers just answered first
+            self._loop.call_soon(  # type: ignore[union-attr]
+                self._run_on_loop, batch_id, items, parts, wait / len(items)
+            )
         else:
             self._jobs.put((batch_id, items, parts, wait / len(items)))
         return True
@@ -536,21 +543,7 @@ class Batcher:
             if job is None:
                 return
             batch_id, items, parts, wait = job
-            started = time.perf_counter()
-            error: BaseException | None = None
-            outputs: Sequence[Any] | None = None
-            try:
-                outputs = self._checked(handler(items), len(items))
-            except Exception as exc:  # the model's error goes to the callers of this batch
-                error = exc
-            isolated: BaseException | None = None
-            if error is not None and _several_works(parts):
-                isolated, error = error, None
-                outputs = self._isolate(items, parts)
-            elapsed = time.perf_counter() - started
-            if self.on_batch is not None:
-                ok = error is None and isolated is None
-                self._observe(parts, len(items), wait, elapsed, ok)
+            outputs, error, elapsed, isolated = self._run_sync(handler, items, parts, wait)
             early = 0 if error is not None else _deliver_to_threads(parts, outputs)  # type: ignore[arg-type]
             try:
                 loop.call_soon_threadsafe(
@@ -558,6 +551,34 @@ class Batcher:
                 )
             except RuntimeError:  # loop closed: nobody is waiting any more
                 return
+
+    def _run_sync(
+        self, handler: _SyncHandler, items: list[Any], parts: list[_Part], wait: float
+    ) -> tuple[Sequence[Any] | None, BaseException | None, float, BaseException | None]:
+        """Run one batch of a plain handler: ``(outputs, error, seconds, isolated)``."""
+        started = time.perf_counter()
+        error: BaseException | None = None
+        outputs: Sequence[Any] | None = None
+        try:
+            outputs = self._checked(handler(items), len(items))
+        except Exception as exc:  # the model's error goes to the callers of this batch
+            error = exc
+        isolated: BaseException | None = None
+        if error is not None and _several_works(parts):
+            isolated, error = error, None
+            outputs = self._isolate(items, parts)
+        elapsed = time.perf_counter() - started
+        if self.on_batch is not None:
+            self._observe(parts, len(items), wait, elapsed, error is None and isolated is None)
+        return outputs, error, elapsed, isolated
+
+    def _run_on_loop(
+        self, batch_id: int, items: list[Any], parts: list[_Part], wait: float
+    ) -> None:
+        """A plain handler's batch with ``policy.inline``: run and finish on the loop."""
+        handler = cast(_SyncHandler, self.handler)
+        outputs, error, elapsed, isolated = self._run_sync(handler, items, parts, wait)
+        self._finish(batch_id, outputs, error, elapsed, 0, isolated)
 
     def _checked(self, outputs: Any, count: int) -> Sequence[Any]:
         """``handler``'s return value as a sequence of ``count`` results, or a ``ModelError``."""
@@ -681,10 +702,11 @@ class Batcher:
                 isolated,
             )
         # Start the next batch before answering this one, so the model is not left idle
-        # while this batch's callers encode and send their responses.
-        if self._intake:
-            self._drain_intake()
-        self._try_dispatch(now)
+        # while this batch's callers encode and send their responses; a batch run on the
+        # loop instead starts after them (it would hold them up, not overlap with them).
+        on_loop = self.inline and not self.awaited
+        if not on_loop:
+            self._dispatch_next(now)
         if error is not None or outputs is None:
             error = error or ModelError(f"model '{self.name}' produced no output")
             self._report(error)
@@ -697,7 +719,14 @@ class Batcher:
                 if not work.finished:
                     self._deliver(work, start, end, outputs[offset : offset + count])
                 offset += count
+        if on_loop:
+            self._dispatch_next(now)
         self._wake()
+
+    def _dispatch_next(self, now: float) -> None:
+        if self._intake:
+            self._drain_intake()
+        self._try_dispatch(now)
 
     def _deliver(self, work: Work, start: int, end: int, outputs: Sequence[Any]) -> None:
         for out in outputs:

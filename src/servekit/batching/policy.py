@@ -25,6 +25,8 @@ class BatchPolicy:
       ``"adaptive"`` may hold a free instance while more items are expected soon enough to
       pay for the wait (learnt online; see ``servekit.batching.adaptive``), within
       ``max_latency``.
+    - ``inline``: run a plain (not ``async def``) handler on the event loop, with no thread
+      hop; for models that take microseconds, since the loop serves nothing else meanwhile.
     """
 
     max_batch_size: int = 32
@@ -33,3 +35,4 @@ class BatchPolicy:
     max_queue_size: int = 4096
     instances: int = 1
     dispatch: Dispatch = "idle"
+    inline: bool = False
