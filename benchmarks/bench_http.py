@@ -297,8 +297,11 @@ def wrk_binary() -> str:
     return path
 
 
-def run_wrk(base: str, connections: int, seconds: float) -> dict[str, Any]:
-    """One wrk run (one thread); requests, req/s, latency percentiles and error counts."""
+def run_wrk(
+    base: str, connections: int, seconds: float, path: str = INFER_PATH
+) -> dict[str, Any]:
+    """One wrk run (one thread) POSTing ``request_body()`` to ``path``: requests, req/s,
+    latency percentiles and error counts."""
     command = [
         wrk_binary(),
         "-t1",
@@ -311,7 +314,7 @@ def run_wrk(base: str, connections: int, seconds: float) -> dict[str, Any]:
         str(LUA_SCRIPT),
         base,
     ]
-    env = dict(os.environ, WRK_PATH=INFER_PATH, WRK_BODY=request_body().decode())
+    env = dict(os.environ, WRK_PATH=path, WRK_BODY=request_body().decode())
     done = subprocess.run(
         command, capture_output=True, text=True, env=env, check=False, timeout=seconds + 30
     )

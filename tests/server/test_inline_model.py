@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -92,12 +93,44 @@ def test_the_environment_turns_inline_on(monkeypatch: pytest.MonkeyPatch) -> Non
         InlineDouble().batch_settings()
 
 
-def test_inline_batches_run_one_after_another_with_callers_answered_between() -> None:
-    """Each batch is its own loop callback: callers answered by one batch run before the next."""
+def test_inline_batches_queued_meanwhile_run_in_the_same_loop_pass() -> None:
+    """Three callers, batches of one: the three batches run back to back in one loop
+    callback (not one loop turn each), then the answered callers resume, in order."""
     order: list[str] = []
 
     def handler(batch: list[int]) -> list[int]:
         order.append(f"batch {batch}")
+        return batch
+
+    async def caller(batcher: Batcher, item: int) -> None:
+        await batcher.run([item])
+        order.append(f"answered {item}")
+
+    async def main() -> None:
+        batcher = Batcher(handler, BatchPolicy(max_batch_size=1, inline=True))
+        await batcher.start()
+        await asyncio.gather(*(caller(batcher, i) for i in range(3)))
+        await batcher.close()
+
+    asyncio.run(main())
+    assert order == [
+        "batch [0]",
+        "batch [1]",
+        "batch [2]",
+        "answered 0",
+        "answered 1",
+        "answered 2",
+    ]
+
+
+def test_a_pass_that_runs_out_of_time_hands_the_next_batch_to_a_later_loop_turn() -> None:
+    """Batches slower than the pass's 2 ms: each ends its pass, the callers it answered
+    resume, then the next batch runs; nothing is lost on the way."""
+    order: list[str] = []
+
+    def handler(batch: list[int]) -> list[int]:
+        order.append(f"batch {batch}")
+        time.sleep(0.003)
         return batch
 
     async def caller(batcher: Batcher, item: int) -> None:

@@ -62,6 +62,7 @@ _Part = tuple[Work, int, int]
 _SyncHandler = Callable[[list[Any]], Sequence[Any]]
 _AsyncHandler = Callable[[list[Any]], Awaitable[Sequence[Any]]]
 _MAX_SKIPPED = 256  # chunks of other keys one dispatch looks past for items of its key
+_LOOP_PASS_SECONDS = 0.002  # an inline model's batches run back to back for up to this long
 _UNSET: Any = object()
 _GONE = Cancelled("the submission had an outcome before its batch was re-run")
 
@@ -115,6 +116,8 @@ class Batcher:
         #: batches run on the event loop (``async def`` handler, or ``policy.inline``)
         self.inline = self.awaited or self.policy.inline
         self._batch_tasks: set[asyncio.Task[None]] = set()
+        #: while an inline pass runs: the batches dispatched meanwhile, which it runs next
+        self._loop_pass: list[tuple[int, list[Any], list[_Part], float]] | None = None
         #: the learnt cost and arrivals of ``dispatch = "adaptive"`` (None: "idle")
         self.adaptive = AdaptiveDispatch() if self.policy.dispatch == "adaptive" else None
         self._window_end = -math.inf  # items admitted before it count as window arrivals
@@ -526,7 +529,9 @@ class Batcher:
             )
             self._batch_tasks.add(task)
             task.add_done_callback(self._batch_tasks.discard)
-        elif self.inline:  # after the callbacks already due: the callers just answered first
+        elif self._loop_pass is not None:  # a pass on the loop is running: it runs this next
+            self._loop_pass.append((batch_id, items, parts, wait / len(items)))
+        elif self.inline:
             self._loop.call_soon(  # type: ignore[union-attr]
                 self._run_on_loop, batch_id, items, parts, wait / len(items)
             )
@@ -575,10 +580,33 @@ class Batcher:
     def _run_on_loop(
         self, batch_id: int, items: list[Any], parts: list[_Part], wait: float
     ) -> None:
-        """A plain handler's batch with ``policy.inline``: run and finish on the loop."""
+        """A plain handler's batches with ``policy.inline``, run and finished on the loop.
+
+        One loop callback runs this batch and then, while full batches are queued, the next
+        ones (each dispatched as the last one finishes) for up to ``_LOOP_PASS_SECONDS``: one
+        loop turn per batch would make the loop's own turn the cost of every small batch. A
+        part-full batch waits for the loop's next turn, which may bring more items. The
+        callers answered meanwhile resume once the pass ends.
+        """
         handler = cast(_SyncHandler, self.handler)
-        outputs, error, elapsed, isolated = self._run_sync(handler, items, parts, wait)
-        self._finish(batch_id, outputs, error, elapsed, 0, isolated)
+        job: tuple[int, list[Any], list[_Part], float] | None = (batch_id, items, parts, wait)
+        pending: list[tuple[int, list[Any], list[_Part], float]] = []
+        full = self.policy.max_batch_size
+        self._loop_pass = pending
+        began = time.perf_counter()
+        try:
+            while job is not None:
+                outputs, error, elapsed, isolated = self._run_sync(handler, *job[1:])
+                self._finish(job[0], outputs, error, elapsed, 0, isolated)
+                job = pending.pop(0) if pending else None
+                if job is None or len(job[1]) < full:  # a part batch: more may come meanwhile
+                    break
+                if time.perf_counter() - began >= _LOOP_PASS_SECONDS:
+                    break
+        finally:
+            self._loop_pass = None
+        if job is not None:  # the pass ran out of time: the loop serves others, then this
+            self._loop.call_soon(self._run_on_loop, *job)  # type: ignore[union-attr]
 
     def _checked(self, outputs: Any, count: int) -> Sequence[Any]:
         """``handler``'s return value as a sequence of ``count`` results, or a ``ModelError``."""
@@ -702,8 +730,9 @@ class Batcher:
                 isolated,
             )
         # Start the next batch before answering this one, so the model is not left idle
-        # while this batch's callers encode and send their responses; a batch run on the
-        # loop instead starts after them (it would hold them up, not overlap with them).
+        # while this batch's callers encode and send their responses; on the loop it cannot
+        # overlap with them, so the callers are answered first and the next batch follows
+        # in the same pass (see _run_on_loop).
         on_loop = self.inline and not self.awaited
         if not on_loop:
             self._dispatch_next(now)

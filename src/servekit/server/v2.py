@@ -120,6 +120,8 @@ def join_outputs(runtime: ModelRuntime, results: list[Any]) -> dict[str, np.ndar
     try:
         if isinstance(first, dict):
             return {key: np.stack([np.asarray(r[key]) for r in results]) for key in first}
+        if len(results) == 1:  # one row (the common request): a view, not np.stack's copy
+            return {_default_output_name(model): np.asarray(first)[np.newaxis]}
         return {_default_output_name(model): np.stack([np.asarray(r) for r in results])}
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(
