@@ -101,6 +101,14 @@ class Batcher:
         self._jobs: queue.SimpleQueue[tuple[int, list[Any], list[_Part], float] | None] = (
             queue.SimpleQueue()
         )
+        # batches the worker threads ran, waiting for the loop; one wake-up posted at a time
+        self._finished: deque[
+            tuple[int, Sequence[Any] | None, BaseException | None, float, int, BaseException | None]
+        ] = deque()
+        self._finish_posted = False
+        # sizes of the batches queued behind running ones (they still count as waiting)
+        self._behind: deque[int] = deque()
+        self._behind_items = 0
         self._threads: list[threading.Thread] = []
         self._wakeup: asyncio.Future[None] | None = None
         self._sleeping = False
@@ -301,13 +309,13 @@ class Batcher:
                 counted=True,
             )
             return
-        if self._queued + n > limit:
+        waiting = self._queued + self._behind_items  # a batch queued behind one still waits
+        if waiting + n > limit:
             stats.refused += 1
             self._fail(
                 work,
                 QueueFull(
-                    f"model '{self.name}' queue is full ({self._queued} of {limit} items);"
-                    " retry later",
+                    f"model '{self.name}' queue is full ({waiting} of {limit} items); retry later",
                     retry_after=1.0,
                 ),
                 counted=True,
@@ -375,7 +383,9 @@ class Batcher:
         """Dispatch a batch if the policy says so; else say when the oldest item is due."""
         policy = self.policy
         queued = self._queued
-        if not queued or self._running >= policy.instances:
+        if not queued:
+            return False, None
+        if self._running >= policy.instances and not self._may_queue_full_batch(queued):
             return False, None
         if not self._closing:
             if queued < policy.idle_batch_size:
@@ -390,6 +400,16 @@ class Batcher:
         if not self._dispatch(now):
             self._recount()
         return True, None
+
+    def _may_queue_full_batch(self, queued: int) -> bool:
+        """Whether a full batch may wait in the worker threads' queue while every instance
+        is busy (one per instance at most): waiting could not make it bigger, and a worker
+        then starts it the moment it is free, without a round trip through the loop."""
+        return (
+            not self.inline
+            and queued >= self.policy.max_batch_size
+            and self._running < 2 * self.policy.instances
+        )
 
     async def _sleep(self, wake_at: float | None) -> None:
         # While every instance is busy, new thread submissions need not wake the loop: the
@@ -521,7 +541,13 @@ class Batcher:
         stats.batch_sizes[len(items)] += 1
         stats.queue_wait_seconds += wait
         batch_id = next(self._batch_ids)
-        self._inflight[batch_id] = (parts, now)
+        # a batch queued behind a running one (see _may_queue_full_batch) teaches adaptive
+        # dispatch nothing: its time from dispatch to done includes the wait
+        queued_behind = self._running >= self.policy.instances
+        self._inflight[batch_id] = (parts, math.nan if queued_behind else now)
+        if queued_behind:
+            self._behind.append(len(items))
+            self._behind_items += len(items)
         self._running += 1
         if self.awaited:
             task = self._loop.create_task(  # type: ignore[union-attr]
@@ -550,12 +576,21 @@ class Batcher:
             batch_id, items, parts, wait = job
             outputs, error, elapsed, isolated = self._run_sync(handler, items, parts, wait)
             early = 0 if error is not None else _deliver_to_threads(parts, outputs)  # type: ignore[arg-type]
+            self._finished.append((batch_id, outputs, error, elapsed, early, isolated))
+            if self._finish_posted:  # the loop has not taken the last one yet: it takes both
+                continue
+            self._finish_posted = True
             try:
-                loop.call_soon_threadsafe(
-                    self._finish, batch_id, outputs, error, elapsed, early, isolated
-                )
+                loop.call_soon_threadsafe(self._finish_posted_batches)
             except RuntimeError:  # loop closed: nobody is waiting any more
                 return
+
+    def _finish_posted_batches(self) -> None:
+        """On the loop: finish every batch the workers have posted (one wake-up for all)."""
+        self._finish_posted = False  # first: a batch posted from here on posts a new call
+        finished = self._finished
+        while finished:
+            self._finish(*finished.popleft())
 
     def _run_sync(
         self, handler: _SyncHandler, items: list[Any], parts: list[_Part], wait: float
@@ -707,13 +742,16 @@ class Batcher:
         isolated: BaseException | None = None,
     ) -> None:
         self._running -= 1
+        if self._behind:  # the oldest batch queued behind a running one now runs
+            self._behind_items -= self._behind.popleft()
         self.stats.predict_seconds += elapsed
         self.stats.completed += early
         parts, dispatched_at = self._inflight.pop(batch_id, ((), 0.0))
         now = self._clock.now()  # type: ignore[union-attr]
         if self.adaptive is not None and parts:
             # learn from whole successful batches only; the cost is dispatch to free again
-            seconds = now - dispatched_at if error is None and isolated is None else None
+            ok = error is None and isolated is None and not math.isnan(dispatched_at)
+            seconds = now - dispatched_at if ok else None
             size = sum(end - start for _, start, end in parts)
             self._window_end = self.adaptive.instance_free(
                 now, size, seconds, self._window_count, self._queued
@@ -819,6 +857,8 @@ class Batcher:
             for work, _, _ in parts:
                 self._fail(work, error)
         self._inflight.clear()
+        self._behind.clear()
+        self._behind_items = 0
         while self._intake:
             work = self._intake.popleft()
             self.stats.requests += 1

@@ -1,0 +1,83 @@
+"""A full batch may wait in the worker's queue while the model is busy: one per instance."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from servekit.batching import Batcher, BatchPolicy
+from servekit.clock import ManualClock
+from servekit.errors import QueueFull
+
+from .test_batcher import Recorder, run, settle
+
+
+def test_a_full_batch_waits_behind_the_running_one_and_only_one() -> None:
+    async def main() -> None:
+        recorder = Recorder(gated=True)
+        batcher = Batcher(recorder, BatchPolicy(max_batch_size=2), clock=ManualClock())
+        await batcher.start()
+        first = asyncio.ensure_future(batcher.run([0]))
+        await recorder.wait_entered()  # the model is busy with [0]
+        rest = [asyncio.ensure_future(batcher.run([i])) for i in range(1, 6)]
+        await settle()
+        # [1, 2] is full: it waits in the worker's queue; [3, 4] is full too, but only one
+        # batch per instance may wait there, and [5] is not full
+        assert batcher.stats.batches == 2
+        assert batcher.queued_items == 3
+        for _ in range(4):
+            recorder.release.release()
+        assert await first == [0]
+        assert [await r for r in rest] == [[10], [20], [30], [40], [50]]
+        assert recorder.batches == [[0], [1, 2], [3, 4], [5]]
+        await batcher.close()
+
+    run(main())
+
+
+def test_a_part_batch_still_waits_for_the_model_to_be_free() -> None:
+    async def main() -> None:
+        recorder = Recorder(gated=True)
+        batcher = Batcher(recorder, BatchPolicy(max_batch_size=4), clock=ManualClock())
+        await batcher.start()
+        first = asyncio.ensure_future(batcher.run([0]))
+        await recorder.wait_entered()
+        more = [asyncio.ensure_future(batcher.run([i])) for i in range(1, 4)]
+        await settle()
+        assert batcher.stats.batches == 1 and batcher.queued_items == 3  # it may still grow
+        recorder.release.release()
+        recorder.release.release()
+        assert await first == [0]
+        assert [await m for m in more] == [[10], [20], [30]]
+        assert recorder.batches == [[0], [1, 2, 3]]
+        await batcher.close()
+
+    run(main())
+
+
+def test_a_batch_queued_behind_still_counts_against_the_queue_size() -> None:
+    """max_queue_size bounds what waits: a full batch queued behind the running one waits."""
+
+    async def main() -> None:
+        recorder = Recorder(gated=True)
+        policy = BatchPolicy(max_batch_size=1, max_queue_size=1)
+        batcher = Batcher(recorder, policy, clock=ManualClock())
+        await batcher.start()
+        first = asyncio.ensure_future(batcher.run([0]))
+        await recorder.wait_entered()
+        second = asyncio.ensure_future(batcher.run([1]))  # queued behind [0]: waits
+        await settle()
+        assert batcher.stats.batches == 2
+        with pytest.raises(QueueFull):
+            await batcher.run([2])
+        recorder.release.release()
+        assert await first == [0]
+        await recorder.wait_entered()  # [1] runs: nothing waits, so room again
+        third = asyncio.ensure_future(batcher.run([3]))
+        recorder.release.release()
+        recorder.release.release()
+        assert await second == [10] and await third == [30]
+        await batcher.close()
+
+    run(main())
