@@ -68,7 +68,7 @@ class Model:
     max_queue_size: int | None = None
     instances: int | None = None
     dispatch: str | None = None
-    inline: bool | None = None
+    inline: str | bool | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -12,7 +12,7 @@ setting                     environment variable                  default       
 ``max_queue_size``          ``SERVEKIT_MAX_QUEUE_SIZE``           4096            items
 ``instances``               ``SERVEKIT_INSTANCES``                1               batches
 ``dispatch``                ``SERVEKIT_DISPATCH``                 idle            mode
-``inline``                  ``SERVEKIT_INLINE``                   false
+``inline``                  ``SERVEKIT_INLINE``                   auto            mode
 ``host``                    ``SERVEKIT_HOST``                     127.0.0.1
 ``port``                    ``SERVEKIT_PORT``                     8000
 ``workers``                 ``SERVEKIT_WORKERS``                  1               processes
@@ -214,11 +214,19 @@ class BatchSettings(_Settings):
         description="idle: a free model takes what is queued at once; adaptive: it may wait"
         " (within max_latency_ms) while more items are expected soon enough to pay off",
     )
-    inline: bool = Field(
-        False,
-        description="run predict on the event loop, with no thread hop: for models that take"
-        " microseconds (while predict runs, the server serves nothing else)",
+    inline: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="where predict runs: off = its worker thread; on = the event loop (no"
+        " thread hop; while predict runs nothing else is served); auto = the thread until"
+        " batches prove to take microseconds, then the loop (back for good if one is slow)",
     )
+
+    @field_validator("inline", mode="before")
+    @classmethod
+    def _inline_words(cls, value: Any) -> Any:
+        words = {True: "on", False: "off", "true": "on", "false": "off", "1": "on", "0": "off"}
+        key = value.lower() if isinstance(value, str) else value
+        return words.get(key, value) if isinstance(key, (bool, str)) else value
 
     @model_validator(mode="before")
     @classmethod

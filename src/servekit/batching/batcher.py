@@ -4,7 +4,8 @@ Callers submit a list of items; the batcher merges items from many callers into 
 at most ``max_batch_size`` and runs ``handler(batch) -> results`` in its own worker threads,
 so the event loop keeps forming the next batch while one runs; an ``async def`` handler runs
 on the event loop instead, with no thread hop, and so does a plain one with ``policy.inline``
-(for models that take microseconds: while it runs, the loop serves nothing else). Every
+"on", or "auto" (the default) once it proved to take microseconds (``batching.inline``):
+while it runs, the loop serves nothing else. Every
 submission gets exactly one outcome: its results in order, or one error.
 
 One bad request never fails its neighbours: items whose batch keys differ (by default, arrays
@@ -33,6 +34,7 @@ from typing import Any, cast
 from servekit.batching._work import CancelToken, ThreadFuture, Work
 from servekit.batching.adaptive import AdaptiveDispatch
 from servekit.batching.failures import FailureLog
+from servekit.batching.inline import InlineJudge
 from servekit.batching.keys import BatchKey, shape_key
 from servekit.batching.policy import BatchPolicy
 from servekit.batching.stats import BatcherStats
@@ -121,8 +123,12 @@ class Batcher:
         self.on_batch: BatchHook | None = None
         #: ``async def`` handler: batches run as tasks on the loop, no worker threads
         self.awaited = inspect.iscoroutinefunction(handler)
-        #: batches run on the event loop (``async def`` handler, or ``policy.inline``)
-        self.inline = self.awaited or self.policy.inline
+        #: batches run on the event loop now (``async def`` handler, ``policy.inline`` "on",
+        #: or "auto" once the model proved cheap)
+        mode = self.policy.inline
+        self.inline = self.awaited or mode is True or mode == "on"
+        auto = mode == "auto" and not self.inline and self.policy.instances == 1
+        self._judge = InlineJudge(name, self.policy.max_batch_size) if auto else None
         self._batch_tasks: set[asyncio.Task[None]] = set()
         #: while an inline pass runs: the batches dispatched meanwhile, which it runs next
         self._loop_pass: list[tuple[int, list[Any], list[_Part], float]] | None = None
@@ -747,6 +753,9 @@ class Batcher:
         self.stats.predict_seconds += elapsed
         self.stats.completed += early
         parts, dispatched_at = self._inflight.pop(batch_id, ((), 0.0))
+        if self._judge is not None and parts and error is None and isolated is None:
+            self._judge.observe(elapsed, sum(end - start for _, start, end in parts))
+            self.inline = self._judge.on_loop
         now = self._clock.now()  # type: ignore[union-attr]
         if self.adaptive is not None and parts:
             # learn from whole successful batches only; the cost is dispatch to free again

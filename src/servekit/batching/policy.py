@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Dispatch = Literal["adaptive", "idle"]
+Inline = Literal["auto", "on", "off"]
 
 
 @dataclass(frozen=True)
@@ -25,8 +26,10 @@ class BatchPolicy:
       ``"adaptive"`` may hold a free instance while more items are expected soon enough to
       pay for the wait (learnt online; see ``servekit.batching.adaptive``), within
       ``max_latency``.
-    - ``inline``: run a plain (not ``async def``) handler on the event loop, with no thread
-      hop; for models that take microseconds, since the loop serves nothing else meanwhile.
+    - ``inline``: where a plain (not ``async def``) handler runs: ``"off"`` in worker
+      threads, ``"on"`` on the event loop (no thread hop; the loop serves nothing else
+      meanwhile), ``"auto"`` in a worker thread until it proves to take microseconds, then on
+      the loop (see ``servekit.batching.inline``); ``True``/``False`` mean on/off.
     """
 
     max_batch_size: int = 32
@@ -35,4 +38,4 @@ class BatchPolicy:
     max_queue_size: int = 4096
     instances: int = 1
     dispatch: Dispatch = "idle"
-    inline: bool = False
+    inline: Inline | bool = "auto"
