@@ -8,7 +8,7 @@ import pytest
 
 from servekit.batching import Batcher, BatchPolicy
 from servekit.clock import ManualClock
-from servekit.errors import QueueFull
+from servekit.errors import DeadlineExceeded, QueueFull
 
 from .test_batcher import Recorder, run, settle
 
@@ -25,7 +25,7 @@ def test_a_full_batch_waits_behind_the_running_one_and_only_one() -> None:
         # [1, 2] is full: it waits in the worker's queue; [3, 4] is full too, but only one
         # batch per instance may wait there, and [5] is not full
         assert batcher.stats.batches == 2
-        assert batcher.queued_items == 3
+        assert batcher.queued_items == 5  # [1, 2] still waits, behind [0]; [3, 4, 5] queued
         for _ in range(4):
             recorder.release.release()
         assert await first == [0]
@@ -78,6 +78,28 @@ def test_a_batch_queued_behind_still_counts_against_the_queue_size() -> None:
         recorder.release.release()
         recorder.release.release()
         assert await second == [10] and await third == [30]
+        await batcher.close()
+
+    run(main())
+
+
+def test_items_with_a_deadline_stay_queued_where_they_can_time_out() -> None:
+    async def main() -> None:
+        clock = ManualClock()
+        recorder = Recorder(gated=True)
+        batcher = Batcher(recorder, BatchPolicy(max_batch_size=1), clock=clock)
+        await batcher.start()
+        first = asyncio.ensure_future(batcher.run([0]))
+        await recorder.wait_entered()
+        late = asyncio.ensure_future(batcher.run([1], deadline=clock.now() + 1.0))
+        await settle()
+        assert batcher.stats.batches == 1  # not queued behind: it may still time out
+        clock.advance(2.0)
+        with pytest.raises(DeadlineExceeded):
+            await late
+        recorder.release.release()
+        assert await first == [0]
+        assert recorder.batches == [[0]]
         await batcher.close()
 
     run(main())

@@ -164,7 +164,8 @@ class Batcher:
 
     @property
     def queued_items(self) -> int:
-        return self._queued
+        """Items waiting: queued, or in a batch queued behind a running one."""
+        return self._queued + self._behind_items
 
     async def close(self, timeout: float | None = 30.0) -> None:
         """Stop taking work, finish what is queued, then stop; after ``timeout`` fail the rest."""
@@ -410,11 +411,13 @@ class Batcher:
     def _may_queue_full_batch(self, queued: int) -> bool:
         """Whether a full batch may wait in the worker threads' queue while every instance
         is busy (one per instance at most): waiting could not make it bigger, and a worker
-        then starts it the moment it is free, without a round trip through the loop."""
+        then starts it the moment it is free, without a round trip through the loop. Not
+        while a queued item has a deadline: there it must stay where it can time out."""
         return (
             not self.inline
             and queued >= self.policy.max_batch_size
             and self._running < 2 * self.policy.instances
+            and self._next_deadline() is None
         )
 
     async def _sleep(self, wake_at: float | None) -> None:
