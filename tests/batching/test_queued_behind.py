@@ -103,3 +103,25 @@ def test_items_with_a_deadline_stay_queued_where_they_can_time_out() -> None:
         await batcher.close()
 
     run(main())
+
+
+def test_a_cancelled_submission_queued_behind_never_reaches_the_model() -> None:
+    async def main() -> None:
+        recorder = Recorder(gated=True)
+        batcher = Batcher(recorder, BatchPolicy(max_batch_size=2), clock=ManualClock())
+        await batcher.start()
+        first = asyncio.ensure_future(batcher.run([0]))
+        await recorder.wait_entered()
+        kept = asyncio.ensure_future(batcher.run([1]))
+        doomed = batcher.submit([2])  # [1, 2] is full: queued behind [0]
+        await settle()
+        assert batcher.stats.batches == 2
+        doomed.cancel()
+        await settle()
+        recorder.release.release()
+        recorder.release.release()
+        assert await first == [0] and await kept == [10]
+        assert recorder.batches == [[0], [1]]  # the cancelled item was left out
+        await batcher.close()
+
+    run(main())

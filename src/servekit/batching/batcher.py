@@ -583,7 +583,10 @@ class Batcher:
             if job is None:
                 return
             batch_id, items, parts, wait = job
-            outputs, error, elapsed, isolated = self._run_sync(handler, items, parts, wait)
+            if any(work.finished for work, _, _ in parts):  # cancelled while it waited
+                outputs, error, elapsed, isolated = self._run_live(handler, items, parts, wait)
+            else:
+                outputs, error, elapsed, isolated = self._run_sync(handler, items, parts, wait)
             early = 0 if error is not None else _deliver_to_threads(parts, outputs)  # type: ignore[arg-type]
             self._finished.append((batch_id, outputs, error, elapsed, early, isolated))
             if self._finish_posted:  # the loop has not taken the last one yet: it takes both
@@ -620,6 +623,35 @@ class Batcher:
         if self.on_batch is not None:
             self._observe(parts, len(items), wait, elapsed, error is None and isolated is None)
         return outputs, error, elapsed, isolated
+
+    def _run_live(
+        self, handler: _SyncHandler, items: list[Any], parts: list[_Part], wait: float
+    ) -> tuple[Sequence[Any] | None, BaseException | None, float, BaseException | None]:
+        """:meth:`_run_sync` for the items whose submission has no outcome yet (one cancelled
+        while its batch waited behind another never reaches the model); the others' slots
+        hold a placeholder, never delivered."""
+        kept_items: list[Any] = []
+        kept_parts: list[_Part] = []
+        slots: list[tuple[int, int]] = []
+        offset = 0
+        for part in parts:
+            work, start, end = part
+            if not work.finished:
+                kept_items.extend(items[offset : offset + end - start])
+                kept_parts.append(part)
+                slots.append((offset, offset + end - start))
+            offset += end - start
+        full: list[Any] = [_GONE] * len(items)
+        if not kept_items:
+            return full, None, 0.0, None
+        outputs, error, elapsed, isolated = self._run_sync(handler, kept_items, kept_parts, wait)
+        if outputs is None:
+            return None, error, elapsed, isolated
+        taken = 0
+        for lo, hi in slots:
+            full[lo:hi] = outputs[taken : taken + hi - lo]
+            taken += hi - lo
+        return full, error, elapsed, isolated
 
     def _run_on_loop(
         self, batch_id: int, items: list[Any], parts: list[_Part], wait: float
