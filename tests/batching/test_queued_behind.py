@@ -125,3 +125,40 @@ def test_a_cancelled_submission_queued_behind_never_reaches_the_model() -> None:
         await batcher.close()
 
     run(main())
+
+
+def test_work_arriving_while_the_model_is_busy_does_not_wake_the_dispatcher() -> None:
+    """One wake-up per batch, not one per request: the finishing batch dispatches the rest;
+    only a deadline earlier than the dispatcher's timer needs it to look again."""
+
+    async def main() -> None:
+        clock = ManualClock()
+        recorder = Recorder(gated=True)
+        batcher = Batcher(recorder, BatchPolicy(max_batch_size=32), clock=clock)
+        await batcher.start()
+        first = asyncio.ensure_future(batcher.run([0]))
+        await recorder.wait_entered()
+        await settle()
+        wakes: list[None] = []
+        wake = batcher._wake
+
+        def counted() -> None:
+            wakes.append(None)
+            wake()
+
+        batcher._wake = counted  # type: ignore[method-assign]
+        rest = [asyncio.ensure_future(batcher.run([i])) for i in range(1, 11)]
+        await settle()
+        assert wakes == []
+        timed = asyncio.ensure_future(batcher.run([11], deadline=clock.now() + 60))
+        await settle()
+        assert len(wakes) == 1  # the dispatcher arms a timer for the deadline
+        recorder.release.release()
+        recorder.release.release()
+        assert await first == [0]
+        assert [await r for r in rest] == [[10 * i] for i in range(1, 11)]
+        assert await timed == [110]
+        assert recorder.batches == [[0], list(range(1, 12))]
+        await batcher.close()
+
+    run(main())

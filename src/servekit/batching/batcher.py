@@ -244,6 +244,15 @@ class Batcher:
 
     def _submit(self, work: Work) -> None:
         self._admit(work)
+        if work.queued and self._running >= self.policy.instances and not self._closing:
+            # Every instance is busy: the next batch to finish dispatches what waits, so the
+            # dispatcher need not look now (one wake-up per batch, not one per request),
+            # unless a full batch may queue behind, or this deadline precedes its timer.
+            timer, deadline = self._sleep_until, work.deadline
+            if (deadline is None or (timer is not None and timer <= deadline)) and not (
+                self._may_queue_full_batch(self._queued)
+            ):
+                return
         if work.queued:
             # An idle model takes the work now, without a trip through the dispatcher task.
             dispatched = False
