@@ -167,6 +167,11 @@ class Batcher:
         """Items waiting: queued, or in a batch queued behind a running one."""
         return self._queued + self._behind_items
 
+    @property
+    def batches_behind(self) -> int:
+        """Batches dispatched to a worker but still waiting behind a running one."""
+        return len(self._behind)
+
     async def close(self, timeout: float | None = 30.0) -> None:
         """Stop taking work, finish what is queued, then stop; after ``timeout`` fail the rest."""
         self._drain_intake()  # submitted before close(): queued, so it is finished, not refused

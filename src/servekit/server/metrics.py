@@ -217,7 +217,8 @@ def snapshot(runtimes: Iterable[ModelRuntime]) -> Snapshot:
             put("servekit_batch_predict_seconds", (name,), list(metrics.predict.values))
             put("servekit_batch_size", (name,), list(metrics.size.values))
             done = metrics.batches_done
-        put("servekit_inflight_batches", (name,), max(stats.batches - done, 0))
+        running = stats.batches - done - rt.batcher.batches_behind  # not those still waiting
+        put("servekit_inflight_batches", (name,), max(running, 0))
         put("servekit_model_load_seconds", (name,), metrics.load_seconds)
         put("servekit_model_load_failures", (name,), metrics.load_failures)
     return snap
