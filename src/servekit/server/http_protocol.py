@@ -14,7 +14,9 @@ head has arrived (a connection that never sends a byte is held forever). This su
   has not asked for yet) does not count.
 - more than ``max_connections`` open connections: the new one is answered 503 and closed.
 
-Each refusal closes the connection. Pass it to uvicorn as ``http=http_protocol(settings)``.
+Each refusal closes the connection. A response's head and body go out in one write
+(:class:`~servekit.server.one_send.OneSendTransport`). Pass it to uvicorn as
+``http=http_protocol(settings)``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from servekit.server.one_send import OneSendTransport
 from servekit.settings import ServerSettings, settings_group
 
 __all__ = ["HttpLimits", "LimitedHttpProtocol", "http_protocol"]
@@ -90,7 +93,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._head_held = self._body_held = False  # the server held reading at the last tick
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        # a response's head and body leave in one send (see servekit.server.one_send)
+        super().connection_made(OneSendTransport(transport, self))  # type: ignore[arg-type]
         if len(self.connections) > self.limits.max_connections:
             self._log_refused_connection()
             self._refuse(
