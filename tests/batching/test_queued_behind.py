@@ -162,3 +162,18 @@ def test_work_arriving_while_the_model_is_busy_does_not_wake_the_dispatcher() ->
         await batcher.close()
 
     run(main())
+
+
+def test_a_shared_disconnect_signal_keeps_no_callback_of_finished_work() -> None:
+    """One connection's signal serves all its requests: each leaves nothing behind on it."""
+
+    async def main() -> None:
+        batcher = Batcher(Recorder(), BatchPolicy(), clock=ManualClock())
+        await batcher.start()
+        connection_lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for i in range(100):
+            assert await batcher.run([i], cancelled_by=connection_lost) == [10 * i]
+        assert not connection_lost._callbacks  # type: ignore[attr-defined]
+        await batcher.close()
+
+    run(main())

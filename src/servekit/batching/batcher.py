@@ -208,14 +208,20 @@ class Batcher:
         loop = self._loop or asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
         work = Work(items, future, deadline=deadline)
+        watcher = None
         if cancelled_by is not None:
-            cancelled_by.add_done_callback(functools.partial(self._on_disconnect, work))
+            watcher = functools.partial(self._on_disconnect, work)
+            cancelled_by.add_done_callback(watcher)
         self._submit(work)
         try:
             return await future
         except asyncio.CancelledError:
             self._cancel(work, "the caller cancelled")
             raise
+        finally:
+            # a connection's signal outlives its requests: leave no callback behind on it
+            if watcher is not None:
+                cancelled_by.remove_done_callback(watcher)  # type: ignore[union-attr]
 
     def submit(
         self,

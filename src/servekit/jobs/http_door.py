@@ -108,7 +108,7 @@ def jobs_http_app(
     async def multiple(request: Request) -> None:
         given = await params(request)
         data = await service.infer(
-            {**given, "req_type": 3}, cancelled_by=watch_disconnect(request.receive)
+            {**given, "req_type": 3}, cancelled_by=watch_disconnect(request.scope, request.receive)
         )
         answer: dict[str, Any] = {"flag": 1, "message": "model inference success", "data": data}
         if "request_number" in given:

@@ -73,13 +73,24 @@ def _too_large(what: str, limit: int, setting: str | None) -> PayloadTooLarge:
     )
 
 
-def watch_disconnect(receive: Receive) -> asyncio.Task[Any]:
-    """A task that completes when the client disconnects (call once the body is read).
+#: ASGI scope extension servekit's HTTP protocol sets: a future of the connection that
+#: completes when the connection is lost (one per connection, not a task per request).
+CONNECTION_LOST = "servekit.connection_lost"
 
-    Once the body is read, the server's next ``receive()`` message is ``http.disconnect``:
-    when the client goes away, or when the response is complete (by then the work is done, so
-    the batcher ignores it). The task is left to finish by itself (cheaper than cancelling).
+
+def watch_disconnect(scope: Scope, receive: Receive) -> asyncio.Future[Any]:
+    """What completes when the client disconnects (call once the body is read).
+
+    Under servekit's own HTTP protocol, the connection's ``CONNECTION_LOST`` future. Under
+    another ASGI server, a task on ``receive()``: once the body is read, its next message is
+    ``http.disconnect``, when the client goes away or when the response is complete (by then
+    the work is done, so the batcher ignores it); the task is left to finish by itself.
     """
+    extensions = scope.get("extensions")
+    if extensions is not None:
+        lost = extensions.get(CONNECTION_LOST)
+        if lost is not None:
+            return lost  # type: ignore[no-any-return]
     return asyncio.get_running_loop().create_task(receive())  # type: ignore[arg-type]
 
 

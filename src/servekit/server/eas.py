@@ -41,7 +41,7 @@ async def predict(
         [item],
         request=item,
         deadline=None if seconds is None else runtime.now() + seconds,
-        cancelled_by=watch_disconnect(receive),
+        cancelled_by=watch_disconnect(scope, receive),
         door="eas",
         correlation_id=correlation_id(scope["headers"]) if runtime.observing else None,
     )

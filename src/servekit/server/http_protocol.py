@@ -34,6 +34,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from servekit.server.asgi import CONNECTION_LOST
 from servekit.server.one_send import OneSendTransport
 from servekit.settings import ServerSettings, settings_group
 
@@ -91,6 +92,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._body_timer: asyncio.TimerHandle | None = None
         self._body_seen = 0.0  # loop time the body last received bytes
         self._head_held = self._body_held = False  # the server held reading at the last tick
+        self._lost: asyncio.Future[None] | None = None  # completes when the connection is lost
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         # a response's head and body leave in one send (see servekit.server.one_send)
@@ -107,7 +109,16 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)
         super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        # what a door watches for the client going away: one future per connection
+        if self._lost is None:
+            self._lost = self.loop.create_future()
+        self.scope["extensions"] = {CONNECTION_LOST: self._lost}  # type: ignore[dict-item]
 
     def data_received(self, data: bytes) -> None:
         if self._awaiting_head:

@@ -123,7 +123,7 @@ class MessageApp:
             message.data,
             request=message.data,
             deadline=None if seconds is None else runtime.now() + seconds,
-            cancelled_by=watch_disconnect(request.receive),
+            cancelled_by=watch_disconnect(request.scope, request.receive),
             door="virtex",
             correlation_id=correlation_id(request.scope["headers"]) if runtime.observing else None,
         )

@@ -179,7 +179,7 @@ async def infer(
         items,
         request=request.inputs,
         deadline=deadline_for(runtime, scope, request),
-        cancelled_by=watch_disconnect(receive),
+        cancelled_by=watch_disconnect(scope, receive),
         door="v2",
         correlation_id=correlation_id(scope["headers"], request.id) if runtime.observing else None,
     )

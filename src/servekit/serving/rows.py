@@ -76,7 +76,7 @@ async def infer_rows(
         items,
         request={"inputs": array},
         deadline=_deadline(runtime, scope),
-        cancelled_by=watch_disconnect(receive),
+        cancelled_by=watch_disconnect(scope, receive),
         door="v2",
         correlation_id=correlation_id(scope["headers"], request_id) if runtime.observing else None,
     )
@@ -136,7 +136,7 @@ async def serve_mlrun(
         [call],
         request=parsed,
         deadline=None if scope is None else _deadline(runtime, scope),
-        cancelled_by=None if receive is None else watch_disconnect(receive),
+        cancelled_by=None if receive is None else watch_disconnect(scope or {}, receive),
         door="mlrun",
         correlation_id=correlation_id(headers, request_id) if runtime.observing else None,
     )
