@@ -65,9 +65,16 @@ class StdoutSink:
 
     def send(self, batch: Sequence[Message]) -> None:
         out = self._stream or sys.stdout
+        lines = b"".join([render_line(m) for m in batch])
         try:
-            out.write(b"".join(render_line(m) for m in batch).decode("utf-8"))
-            out.flush()
+            raw = getattr(out, "buffer", None)  # the bytes under a text stream: no re-encoding
+            if raw is not None:
+                out.flush()  # text written before goes first
+                raw.write(lines)
+                raw.flush()
+            else:
+                out.write(lines.decode("utf-8"))
+                out.flush()
         except (OSError, ValueError) as exc:  # a closed pipe, a closed file
             raise SinkUnavailable(f"stdout: {exc}") from exc
 
