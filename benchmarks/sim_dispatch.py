@@ -4,11 +4,12 @@ Open-loop Poisson arrivals at 25/50/75/90% of capacity against a model costing
 ``2 ms + 0.05 ms x batch`` (max batch 32), for three policies: ``idle`` dispatch, ``adaptive``
 dispatch and a fixed 5 ms window (``idle_batch_size = 32``, ``max_latency_ms = 5``). Each
 batch "runs" for its cost on the manual clock, so the figures are the policies' own (no
-HTTP, no CPU contention): p50/p99 latency (submission to the batch's end) and mean batch.
+HTTP, no CPU contention): p50/p99 and mean latency (submission to the batch's end). Prints
+the table and writes ``results/sim_dispatch.json`` (``plot_dispatch.py`` draws it).
 
     python benchmarks/sim_dispatch.py [--items N]
 
-Not run by ``run.py`` (it measures no timing of this machine): a minute of CPU.
+Not run by ``run.py`` (it measures no timing of this machine): about 10 s of CPU.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import render_table, table
+from _common import render_table, table, write_json
 
 from servekit.batching import Batcher, BatchPolicy
 from servekit.clock import ManualClock
@@ -116,14 +117,39 @@ async def simulate(policy: dict[str, Any], load: float, items: int, seed: int = 
     return [latency[i] for i in range(warm, items)]
 
 
+LOADS = (0.25, 0.5, 0.75, 0.9)
+
+
 def main(items: int = 3000) -> dict[str, Any]:
-    rows = []
-    for load in (0.25, 0.5, 0.75, 0.9):
+    """Every policy at every load; the table and one point per (load, policy)."""
+    points = []
+    for load in LOADS:
         for name, policy in POLICIES.items():
             got = sorted(asyncio.run(simulate(policy, load, items)))
-            p50, p99 = got[len(got) // 2], got[int(len(got) * 0.99)]
-            rows.append([f"{load:.0%}", name, 1e3 * p50, 1e3 * p99, statistics.mean(got) * 1e3])
+            points.append(
+                {
+                    "load": load,
+                    "policy": name,
+                    "rate": load * CAPACITY,
+                    "p50_ms": 1e3 * got[len(got) // 2],
+                    "p99_ms": 1e3 * got[int(len(got) * 0.99)],
+                    "mean_ms": 1e3 * statistics.mean(got),
+                }
+            )
+    rows = [
+        [f"{p['load']:.0%}", p["policy"], p["p50_ms"], p["p99_ms"], p["mean_ms"]] for p in points
+    ]
     return {
+        "benchmark": "sim_dispatch",
+        "settings": {
+            "items_per_run": items,
+            "counted": items - items // 5,
+            "fixed_cost_s": FIXED,
+            "per_item_cost_s": PER_ITEM,
+            "max_batch_size": MAX_BATCH,
+            "capacity_items_per_s": CAPACITY,
+        },
+        "points": points,
         "tables": [
             table(
                 f"Simulated open loop (Poisson), cost 2 ms + 0.05 ms x batch, max batch 32,"
@@ -131,12 +157,14 @@ def main(items: int = 3000) -> dict[str, Any]:
                 ["load", "policy", "p50 ms", "p99 ms", "mean ms"],
                 rows,
             )
-        ]
+        ],
     }
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=3000)
-    for spec in main(parser.parse_args().items)["tables"]:
+    out = main(parser.parse_args().items)
+    for spec in out["tables"]:
         print(render_table(spec))
+    print(write_json("sim_dispatch", out))
