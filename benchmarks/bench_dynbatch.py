@@ -1,11 +1,15 @@
-"""In-process dynamic batching: servekit vs the published pyraisdk 0.5.6, side by side.
+"""In-process dynamic batching: servekit vs a minimal thread batcher and pyraisdk 0.5.6.
 
-A no-op model (``predict`` returns its items) behind ``DynamicBatchModel``; 20 threads call
-``predict_one`` in a loop. Each side runs in its own subprocess (no shared GIL): servekit in
-this interpreter, pyraisdk in ``benchmarks/.venv-pyraisdk`` (created on first run). Sides
-alternate A B A B … and the medians over rounds are reported.
+A no-op model (``predict`` returns its items) behind each side's batcher; 20 threads call
+``predict_one`` in a loop. The sides: servekit's ``DynamicBatchModel``; ``MinimalBatcher``
+below, the floor (one worker thread, a deque under one ``Condition``, one ``Event`` per call);
+and the published ``DynamicBatchModel`` of pyraisdk 0.5.6. Each runs in its own subprocess
+(no shared GIL): servekit and minimal in this interpreter, pyraisdk in
+``benchmarks/.venv-pyraisdk`` (created on first run). The order rotates each round and the
+medians over rounds are reported, with servekit/minimal (target >= 0.9) and
+servekit/pyraisdk (target >= 1.5) items/s from the same run.
 
-    python benchmarks/bench_dynbatch.py [--quick]
+    python benchmarks/bench_dynbatch.py [--quick] [--rounds N] [--profile]
 
 Module level imports the standard library only: the pyraisdk venv runs this file as a worker.
 """
@@ -20,6 +24,7 @@ import sys
 import threading
 import time
 import venv
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +43,16 @@ from _common import (
 PYRAISDK_VERSION = "0.5.6"
 VENV_DIR = BENCH_DIR / ".venv-pyraisdk"
 MARKER = "DYNBATCH_RESULT "
-SIDES = ("servekit", "pyraisdk")
-TARGET_RATIO = 2.5
+SIDES = ("servekit", "minimal", "pyraisdk")
+#: servekit's items/s over each other side's, at least (issue 11)
+TARGETS = {"minimal": 0.9, "pyraisdk": 1.5}
+#: rounds of the comparison; ``None``: 1 with ``--quick``, else 5 (``--rounds`` sets it)
+ROUNDS: int | None = None
 
 
 # ---------------------------------------------------------------------------- worker side
 class _Counter:
-    """Counts batches the model saw (mean batch size, identical for both sides)."""
+    """Counts batches the model saw (mean batch size, identical for every side)."""
 
     def __init__(self) -> None:
         self.batches = 0
@@ -56,8 +64,74 @@ class _Counter:
         return items
 
 
+_Pending = tuple[Any, threading.Event, list[Any], float]  # item, its caller's Event, slot, since
+
+
+class MinimalBatcher:
+    """The floor: one worker thread, a deque under one Condition, one Event per call.
+
+    Dispatch as servekit's ``"idle"`` policy: when the worker is free it takes up to
+    ``max_batch`` queued items if there are at least ``idle`` of them, else once the oldest
+    has waited ``interval`` seconds. A call that times out leaves its item queued (no cancel).
+    """
+
+    def __init__(self, model: _Counter, max_batch: int, idle: int, interval: float) -> None:
+        self._predict = model.predict
+        self._max_batch, self._idle, self._interval = max_batch, idle, interval
+        self._pending: deque[_Pending] = deque()
+        self._ready = threading.Condition()
+        self._closed = False
+        self._worker = threading.Thread(target=self._serve, name="minimal-batcher", daemon=True)
+        self._worker.start()
+
+    def predict_one(self, item: Any, timeout: float | None = 1.0) -> Any:
+        done = threading.Event()
+        slot: list[Any] = []
+        with self._ready:
+            self._pending.append((item, done, slot, time.monotonic()))
+            self._ready.notify()
+        if not done.wait(timeout):
+            raise TimeoutError(f"no result within {timeout} s")
+        result, failed = slot
+        if failed:
+            raise result
+        return result
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+        self._worker.join()
+
+    def _next_batch(self) -> list[_Pending]:
+        """Block until a batch is due; empty once closed and drained."""
+        pending = self._pending
+        with self._ready:
+            while len(pending) < self._idle and not self._closed:
+                wait = pending[0][3] + self._interval - time.monotonic() if pending else None
+                if wait is not None and wait <= 0:
+                    break
+                self._ready.wait(wait)
+            return [pending.popleft() for _ in range(min(len(pending), self._max_batch))]
+
+    def _serve(self) -> None:
+        while batch := self._next_batch():
+            failed = False
+            try:
+                results = self._predict([entry[0] for entry in batch])
+                if len(results) != len(batch):
+                    raise ValueError(f"{len(results)} results for {len(batch)} items")
+            except Exception as exc:  # every caller of the batch gets the model's error
+                results, failed = [exc] * len(batch), True
+            for (_, done, slot, _), result in zip(batch, results, strict=True):
+                slot += (result, failed)
+                done.set()
+
+
 def _make_model(side: str, max_batch: int, idle: int, interval: float) -> tuple[Any, _Counter]:
     counter = _Counter()
+    if side == "minimal":
+        return MinimalBatcher(counter, max_batch, idle, interval), counter
     if side == "servekit":
         from servekit.dynbatch import BaseModel, DynamicBatchModel
 
@@ -224,7 +298,7 @@ def _run_side(
 def _compare(pythons: dict[str, Path], settings: dict[str, Any], rounds: int) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
     for n in range(rounds):
-        for side in SIDES:
+        for side in SIDES[n % len(SIDES) :] + SIDES[: n % len(SIDES)]:  # rotate who goes first
             result = _run_side(side, pythons[side], settings)
             runs[side].append(result)
             log(
@@ -246,33 +320,30 @@ def _compare(pythons: dict[str, Path], settings: dict[str, Any], rounds: int) ->
         for side in SIDES
     }
     sk, pr = summary["servekit"], summary["pyraisdk"]
-    ratio = sk["items_per_s"] / pr["items_per_s"] if pr["items_per_s"] else float("nan")
+    ratios = {
+        other: sk["items_per_s"] / summary[other]["items_per_s"]
+        if summary[other]["items_per_s"]
+        else float("nan")
+        for other in TARGETS
+    }
     return {
         "settings": dict(settings),
         "rounds": runs,
         "median": summary,
-        "ratio_items_per_s": ratio,
+        "servekit_items_per_s_over": ratios,
+        "targets": {f"servekit_over_{other}_ge": target for other, target in TARGETS.items()},
         "target_met": {
-            "items_per_s_ratio_ge_2.5": ratio >= TARGET_RATIO,
-            "p50_not_higher": sk["p50_ms"] <= pr["p50_ms"],
-            "p99_not_higher": sk["p99_ms"] <= pr["p99_ms"],
+            f"servekit_over_{other}_ge_{target}": ratios[other] >= target
+            for other, target in TARGETS.items()
+        }
+        | {
+            "p50_not_higher_than_pyraisdk": sk["p50_ms"] <= pr["p50_ms"],
+            "p99_not_higher_than_pyraisdk": sk["p99_ms"] <= pr["p99_ms"],
         },
     }
 
 
-def main(quick: bool = False, profile: bool = False) -> dict[str, Any]:
-    """Run the comparison for idle batch sizes 1 and 8; return results with a table."""
-    pythons = {"servekit": Path(sys.executable), "pyraisdk": ensure_pyraisdk_venv()}
-    rounds = 1 if quick else 5
-    base = {
-        "threads": 20,
-        "warmup_s": 0.5 if quick else 1.0,
-        "duration_s": 2.0 if quick else 3.0,
-        "max_batch_size": 32,
-        "max_batch_interval_s": 0.002,
-        "predict_one_timeout_s": 1.0,
-    }
-    comparisons = [_compare(pythons, base | {"idle_batch_size": idle}, rounds) for idle in (1, 8)]
+def _side_rows(comparisons: list[dict[str, Any]]) -> list[list[Any]]:
     rows = []
     for comp in comparisons:
         idle = comp["settings"]["idle_batch_size"]
@@ -290,19 +361,58 @@ def main(quick: bool = False, profile: bool = False) -> dict[str, Any]:
                     m["errors"],
                 ]
             )
+    return rows
+
+
+def _target_rows(comparisons: list[dict[str, Any]]) -> list[list[Any]]:
+    rows = []
+    for comp in comparisons:
+        met = comp["target_met"]
+        for other, target in TARGETS.items():
+            rows.append(
+                [
+                    f"idle {comp['settings']['idle_batch_size']}",
+                    f"servekit / {other}",
+                    comp["servekit_items_per_s_over"][other],
+                    f">= {target}",
+                    verdict(met[f"servekit_over_{other}_ge_{target}"]),
+                ]
+            )
+    return rows
+
+
+def _latency_notes(comparisons: list[dict[str, Any]]) -> list[str]:
     notes = []
     for comp in comparisons:
-        idle = comp["settings"]["idle_batch_size"]
         met = comp["target_met"]
         sk, pr = comp["median"]["servekit"], comp["median"]["pyraisdk"]
         notes.append(
-            f"idle {idle}: servekit/pyraisdk items/s = {comp['ratio_items_per_s']:.2f}x"
-            f" (target >= {TARGET_RATIO}x: {verdict(met['items_per_s_ratio_ge_2.5'])});"
+            f"idle {comp['settings']['idle_batch_size']}: servekit vs pyraisdk"
             f" p50 {sk['p50_ms']:.3f} vs {pr['p50_ms']:.3f} ms"
-            f" ({verdict(met['p50_not_higher'])});"
+            f" (not higher: {verdict(met['p50_not_higher_than_pyraisdk'])});"
             f" p99 {sk['p99_ms']:.3f} vs {pr['p99_ms']:.3f} ms"
-            f" ({verdict(met['p99_not_higher'])})"
+            f" (not higher: {verdict(met['p99_not_higher_than_pyraisdk'])})"
         )
+    return notes
+
+
+def main(quick: bool = False, profile: bool = False) -> dict[str, Any]:
+    """Run the comparison for idle batch sizes 1 and 8; return results with tables."""
+    pythons = {
+        "servekit": Path(sys.executable),
+        "minimal": Path(sys.executable),
+        "pyraisdk": ensure_pyraisdk_venv(),
+    }
+    rounds = ROUNDS or (1 if quick else 5)
+    base = {
+        "threads": 20,
+        "warmup_s": 0.5 if quick else 1.0,
+        "duration_s": 2.0 if quick else 3.0,
+        "max_batch_size": 32,
+        "max_batch_interval_s": 0.002,
+        "predict_one_timeout_s": 1.0,
+    }
+    comparisons = [_compare(pythons, base | {"idle_batch_size": idle}, rounds) for idle in (1, 8)]
     result: dict[str, Any] = {
         "benchmark": "dynbatch",
         "machine": machine(),
@@ -311,8 +421,8 @@ def main(quick: bool = False, profile: bool = False) -> dict[str, Any]:
         "comparisons": comparisons,
         "tables": [
             table(
-                f"DynamicBatchModel, no-op model, 20 threads x predict_one, max batch 32,"
-                f" interval 2 ms (median of {rounds} alternating round(s))",
+                f"Thread batchers, no-op model, 20 threads x predict_one, max batch 32,"
+                f" interval 2 ms (median of {rounds} round(s), sides in rotating order)",
                 [
                     "side",
                     "items/s",
@@ -323,32 +433,43 @@ def main(quick: bool = False, profile: bool = False) -> dict[str, Any]:
                     "cpu us/item",
                     "errors",
                 ],
-                rows,
-            )
+                _side_rows(comparisons),
+            ),
+            table(
+                "servekit's items/s over the other sides' (medians, same run)",
+                ["idle batch", "ratio", "value", "target", "verdict"],
+                _target_rows(comparisons),
+            ),
         ],
-        "notes": notes,
+        "notes": _latency_notes(comparisons),
     }
     if profile:
-        result["profile"] = _profile(pythons["servekit"], base | {"idle_batch_size": 1})
+        from _profile import render
+
+        for side in ("servekit", "minimal"):
+            result[f"profile_{side}"] = _profile(side, pythons[side], base | {"idle_batch_size": 1})
+        result["profile"] = result.pop("profile_servekit")  # the key run.py prints
+        result["notes"].append(f"minimal side, for comparison: {render(result['profile_minimal'])}")
     return result
 
 
-def _profile(python: Path, settings: dict[str, Any]) -> dict[str, Any]:
-    """py-spy (GIL holders only) over one servekit run; hot spots in servekit's code."""
+def _profile(side: str, python: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """py-spy (GIL holders only) over one run of ``side``; hot spots in its batcher's code."""
     from _profile import PROFILE_DIR, have_py_spy, summarize
 
     if not have_py_spy():
         raise RuntimeError("py-spy is not installed: `pip install py-spy` (needed for --profile)")
     PROFILE_DIR.mkdir(parents=True, exist_ok=True)
-    raw = PROFILE_DIR / "dynbatch-servekit.txt"
-    _run_side("servekit", python, settings | {"duration_s": 5.0}, profile_to=raw)
-    return summarize(raw)
+    raw = PROFILE_DIR / f"dynbatch-{side}.txt"
+    _run_side(side, python, settings | {"duration_s": 5.0}, profile_to=raw)
+    return summarize(raw, focus="servekit/" if side == "servekit" else "bench_dynbatch")
 
 
 def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1 short round instead of 3")
-    parser.add_argument("--profile", action="store_true", help="also py-spy the servekit side")
+    parser.add_argument("--quick", action="store_true", help="1 short round instead of 5")
+    parser.add_argument("--rounds", type=int, help="rounds (default 1 with --quick, else 5)")
+    parser.add_argument("--profile", action="store_true", help="also py-spy servekit, minimal")
     parser.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=20, help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=float, default=1.0, help=argparse.SUPPRESS)
@@ -375,6 +496,9 @@ if __name__ == "__main__":
         )
         print(MARKER + json.dumps(OUT), flush=True)
     else:
+        import bench_dynbatch  # the module run.py will import: --rounds goes to its main()
         import run
 
-        sys.exit(run.main(["--only", "dynbatch", *sys.argv[1:]]))
+        bench_dynbatch.ROUNDS = ARGS.rounds
+        flags = [flag for flag, on in (("--quick", ARGS.quick), ("--profile", ARGS.profile)) if on]
+        sys.exit(run.main(["--only", "dynbatch", *flags]))
