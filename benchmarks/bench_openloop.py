@@ -55,6 +55,8 @@ CAPACITY_CONCURRENCY = 64
 #: instead of each opening a connection, which costs both processes CPU just when they have
 #: none to spare.
 MAX_CONNECTIONS = 256
+#: Cores busy outside the tester and the servers, above which a run was disturbed.
+OTHER_CORES = 0.25
 MEASURES = (
     "p50_ms",
     "p99_ms",
@@ -165,15 +167,15 @@ def main(
             _closed(base, 1.0)  # warm-up (and teach adaptive the model's cost)
         tries = [_closed(started["idle"][0], 1.5) for _ in range(1 if quick else 3)]
         measured = sorted(tries, key=lambda t: t.throughput)[len(tries) // 2]
-        capacity = measured.throughput
+        full = measured.throughput
         pids = [pid for _, pid in started.values()]
-        log(f"openloop: capacity {capacity:,.0f} req/s (idle dispatch, closed loop c=64)")
+        log(f"openloop: capacity {full:,.0f} req/s (idle dispatch, closed loop c=64)")
         for r in range(rounds):
             for i, load in enumerate(LOADS):
                 shift = (r + i) % len(names)
                 for name in names[shift:] + names[:shift]:
                     base, pid = started[name]
-                    point = _open(base, pid, load * capacity, seconds, 1000 * r + i, pids)
+                    point = _open(base, pid, load * full, seconds, 1000 * r + i, pids)
                     log(
                         f"openloop {load:.0%} {name} round {r + 1}:"
                         f" p50 {point['p50_ms']:.2f} p99 {point['p99_ms']:.2f} ms,"
@@ -183,72 +185,91 @@ def main(
                     )
                     runs[name][load].append(point)
         rss = {name: peak_rss_mb(pid) for name, (_, pid) in started.items()}
-    report = _report(runs, measured, rss, rounds, seconds, quick)
-    report["capacity"]["tries_req_per_s"] = [t.throughput for t in tries]
-    return report
+    capacity = {
+        "req_per_s": measured.throughput,
+        "concurrency": CAPACITY_CONCURRENCY,
+        "p50_ms": measured.latency_ms["p50"],
+        "p99_ms": measured.latency_ms["p99"],
+        "errors": measured.failed,
+        "tries_req_per_s": [t.throughput for t in tries],
+    }
+    return _report(runs, capacity, rss, rounds, seconds, quick)
 
 
 def _medians(results: list[dict[str, Any]]) -> dict[str, float]:
     return {m: statistics.median(r[m] for r in results) for m in MEASURES}
 
 
-def _no_worse(mine: float, other: float) -> bool:
-    return mine <= other * (1.0 + TOLERANCE)
+def _verdicts(runs: dict[str, dict[float, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+    """Per load and percentile: adaptive vs the window and idle, idle vs the window.
 
-
-def _verdicts(medians: dict[str, dict[float, dict[str, float]]]) -> list[dict[str, Any]]:
-    """Per load and percentile: adaptive vs the window and idle, idle vs the window."""
+    ``no worse``: the median within ``TOLERANCE`` of the other's; ``noise``: above it, but
+    some round of this policy did as well as some round of the other; ``worse``: every
+    round above every round of the other (and the median beyond the tolerance).
+    """
     checks = []
     for load in LOADS:
         for key in ("p50_ms", "p99_ms"):
             for mine, other in (("adaptive", WINDOW), ("adaptive", "idle"), ("idle", WINDOW)):
-                a, b = medians[mine][load][key], medians[other][load][key]
+                a = [r[key] for r in runs[mine][load]]
+                b = [r[key] for r in runs[other][load]]
+                ratio = statistics.median(a) / statistics.median(b)
+                if ratio <= 1.0 + TOLERANCE:
+                    result = "no worse"
+                else:
+                    result = "noise" if min(a) <= max(b) else "worse"
                 checks.append(
                     {
                         "load": load,
                         "measure": key,
                         "policy": mine,
                         "against": other,
-                        "ratio": a / b,
-                        "ok": _no_worse(a, b),
+                        "ratio": ratio,
+                        "result": result,
                     }
                 )
     return checks
 
 
+def _late_share(results: list[dict[str, Any]]) -> float:
+    sent = sum(r["sent"] for r in results)
+    return 100.0 * sum(r["late_sends"] for r in results) / sent if sent else 0.0
+
+
 def _report(
     runs: dict[str, dict[float, list[dict[str, Any]]]],
-    measured: Result,
+    capacity: dict[str, Any],
     rss: dict[str, float],
     rounds: int,
     seconds: float,
     quick: bool,
 ) -> dict[str, Any]:
-    capacity = measured.throughput
+    full = capacity["req_per_s"]
     medians = {name: {load: _medians(rs) for load, rs in by.items()} for name, by in runs.items()}
     points, rows = [], []
     for load in LOADS:
         for name in POLICIES:
             m, rs = medians[name][load], runs[name][load]
             errors = sum(r["errors"] for r in rs)
-            points.append({"load": load, "policy": name, "rate": load * capacity, **m})
-            points[-1]["errors"] = errors
+            late = _late_share(rs)
+            points.append({"load": load, "policy": name, "rate": load * full, **m})
+            points[-1].update(errors=errors, late_pct=late)
             rows.append(
                 [
                     f"{load:.0%}",
-                    load * capacity,
+                    load * full,
                     name,
                     m["p50_ms"],
                     m["p99_ms"],
                     m["req_per_s"],
                     m["mean_batch"],
                     ", ".join(f"{r['p99_ms']:.1f}" for r in rs),
-                    sum(r["late_sends"] for r in rs),
+                    late,
                     errors,
                     f"{m['server_cores']:.2f} / {m['tester_cores']:.2f} / {m['other_cores']:.2f}",
                 ]
             )
-    checks = _verdicts(medians)
+    checks = _verdicts(runs)
     return {
         "benchmark": "openloop",
         "machine": machine(),
@@ -260,16 +281,11 @@ def _report(
             "loads": list(LOADS),
             "policies": POLICIES,
             "tolerance": TOLERANCE,
+            "max_connections": MAX_CONNECTIONS,
             "load_tester": "servekit bench (open loop, in the benchmark's process)",
             "tester_window_summaries": False,
         },
-        "capacity": {
-            "req_per_s": capacity,
-            "concurrency": CAPACITY_CONCURRENCY,
-            "p50_ms": measured.latency_ms["p50"],
-            "p99_ms": measured.latency_ms["p99"],
-            "errors": measured.failed,
-        },
+        "capacity": capacity,
         "runs": {name: {str(load): rs for load, rs in by.items()} for name, by in runs.items()},
         "points": points,
         "verdicts": checks,
@@ -277,7 +293,7 @@ def _report(
         "tables": [
             table(
                 f"Open loop (Poisson) over HTTP, sleep(2 ms + 0.05 ms x batch) model, max batch"
-                f" 32; 100% = {capacity:,.0f} req/s (closed loop, c={CAPACITY_CONCURRENCY});"
+                f" 32; 100% = {full:,.0f} req/s (closed loop, c={CAPACITY_CONCURRENCY});"
                 f" {seconds:g} s per run, medians of {rounds} rotating rounds",
                 [
                     "load",
@@ -288,35 +304,55 @@ def _report(
                     "req/s",
                     "batch",
                     "p99 per round",
-                    "late sends",
+                    "late %",
                     "errors",
                     "cores: server / tester / other",
                 ],
                 rows,
             )
         ],
-        "notes": _notes(checks),
+        "notes": _notes(checks, runs),
     }
 
 
-def _notes(checks: list[dict[str, Any]]) -> list[str]:
+def _notes(
+    checks: list[dict[str, Any]], runs: dict[str, dict[float, list[dict[str, Any]]]]
+) -> list[str]:
     notes = []
     for load in LOADS:
         parts = [
             f"{c['policy']}/{c['against']} {c['measure'][:3]} {c['ratio']:.2f}"
-            f"{'' if c['ok'] else ' (worse)'}"
+            + ("" if c["result"] == "no worse" else f" ({c['result']})")
             for c in checks
             if c["load"] == load
         ]
         notes.append(f"{load:.0%}: " + ", ".join(parts))
-    target = [c for c in checks if c["policy"] == "adaptive"]
-    missed = [
-        f"{c['load']:.0%} {c['measure'][:3]} vs {c['against']}" for c in target if not c["ok"]
-    ]
+    late = [max(_late_share(runs[name][load]) for name in POLICIES) for load in LOADS]
     notes.append(
-        f"target: adaptive's p50 and p99 no worse (within {TOLERANCE:.0%}) than the 5 ms window"
-        f" and idle at every load: {verdict(not missed)}"
-        + (f" ({'; '.join(missed)})" if missed else "")
+        "sends more than 2 ms behind schedule (the tester itself lagging), worst policy: "
+        + ", ".join(f"{load:.0%} {pct:.1f}%" for load, pct in zip(LOADS, late, strict=True))
+    )
+    other = max(r["other_cores"] for by in runs.values() for rs in by.values() for r in rs)
+    notes.append(
+        f"WARNING: other work on the machine took up to {other:.2f} cores during a run: these"
+        " figures are not the policies' own; run again on an idle machine"
+        if other > OTHER_CORES
+        else f"no other work seen on the machine (at most {other:.2f} cores outside this run's"
+        " processes, kernel network work included)"
+    )
+    target = [c for c in checks if c["policy"] == "adaptive"]
+    label = {"no worse": "", "noise": " (noise)", "worse": " (worse)"}
+    beyond = [
+        f"{c['load']:.0%} {c['measure'][:3]} vs {c['against']}{label[c['result']]}"
+        for c in target
+        if c["result"] != "no worse"
+    ]
+    results = {c["result"] for c in target}
+    outcome = verdict("worse" not in results) if "noise" not in results else "not shown"
+    notes.append(
+        f"target: adaptive's p50 and p99 no worse than the 5 ms window's and idle's at every"
+        f" load (medians within {TOLERANCE:.0%}; 'noise': beyond it but the rounds overlap):"
+        f" {outcome}" + (f"; beyond {TOLERANCE:.0%}: {'; '.join(beyond)}" if beyond else "")
     )
     return notes
 
