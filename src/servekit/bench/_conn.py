@@ -80,6 +80,9 @@ class Connection(asyncio.Protocol):
         self.index = index
         self.intended = intended
         self.sent_at = now
+        if self.closed or self.transport.is_closing():  # the server closed it meanwhile
+            self.fail(Failure("connection closed", "closed by the server before the request"))
+            return
         self.transport.write(wire)
 
     def fail(self, failure: Failure) -> None:
