@@ -14,23 +14,17 @@ connections; latency counts from each request's due time. Medians over the round
 p50/p99, answered req/s, mean batch and the cores used (tester, server, anything else);
 errors summed.
 
-servekit bench's per-second windows are switched off here (see ``_without_windows``): closing
-one scans an HDR histogram in Python for ~34 ms, a stall of the tester's event loop once a
-second that delays ~3% of the open loop's sends and would set every policy's p99.
-
     python benchmarks/bench_openloop.py [--quick] [--rounds N] [--seconds S]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import os
 import statistics
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +34,7 @@ import bench_http
 from _common import log, machine, source_fingerprint, table, verdict
 from bench_dispatch import peak_rss_mb, servers
 
-from servekit.bench import Plan, Result, record, run
+from servekit.bench import Plan, Result, run
 
 POLICIES: dict[str, list[str]] = {
     "idle": ["--dispatch", "idle"],
@@ -69,26 +63,6 @@ MEASURES = (
 #: "No worse" allows this much above the other policy's figure: the run-to-run noise of a
 #: percentile from a few thousand requests on a shared machine.
 TOLERANCE = 0.05
-
-
-@contextlib.contextmanager
-def _without_windows() -> Iterator[None]:
-    """Skip servekit bench's per-second window summaries (unused here) while it runs.
-
-    ``Recorder._roll`` computes each second's percentiles from a fresh HDR histogram in pure
-    Python (~34 ms on this machine) on the event loop that sends the requests; remove this
-    shim once the tester no longer stalls.
-    """
-
-    def skip(self: record.Recorder, now: float) -> None:
-        self._window_index = int(now - self.start)
-
-    original = record.Recorder._roll
-    record.Recorder._roll = skip  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        record.Recorder._roll = original  # type: ignore[method-assign]
 
 
 def _command(policy: str, port: int) -> list[str]:
@@ -162,7 +136,7 @@ def main(
         name: {load: [] for load in LOADS} for name in names
     }
     commands = {name: functools.partial(_command, name) for name in names}
-    with servers(commands) as started, _without_windows():
+    with servers(commands) as started:
         for base, _ in started.values():
             _closed(base, 1.0)  # warm-up (and teach adaptive the model's cost)
         tries = [_closed(started["idle"][0], 1.5) for _ in range(1 if quick else 3)]
