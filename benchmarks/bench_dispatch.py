@@ -81,10 +81,10 @@ def _descendants(pid: int) -> list[int]:
 
 @contextlib.contextmanager
 def servers(
-    commands: Mapping[str, Callable[[int], list[str]]],
+    commands: Mapping[str, Callable[[int], list[str]]], path: str = bench_http.INFER_PATH
 ) -> Iterator[dict[str, tuple[str, int]]]:
-    """Start one server per side (``commands[side](port)``), each checked with one request;
-    yield side -> (base URL, pid); stop them after."""
+    """Start one server per side (``commands[side](port)``), each checked with one request
+    to ``path``; yield side -> (base URL, pid); stop them after."""
     procs: list[subprocess.Popen[bytes]] = []
     started: dict[str, tuple[str, int]] = {}
     try:
@@ -94,7 +94,7 @@ def servers(
             procs.append(proc)
             base = f"http://127.0.0.1:{port}"
             wait_http_ok(base + "/v2/health/ready", timeout=30.0, proc=proc)
-            bench_http._preflight(base)
+            bench_http._preflight(base, path)
             started[side] = (base, proc.pid)
         yield started
     finally:

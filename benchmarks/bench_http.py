@@ -142,19 +142,7 @@ class BareApp:
         for row, future in zip(rows, futures, strict=True):
             self.queue.put_nowait((row, future))
         out = np.stack([await future for future in futures])
-        response = {
-            "model_name": MODEL_NAME,
-            "id": request.get("id", ""),
-            "outputs": [
-                {
-                    "name": "output-0",
-                    "datatype": "FP32",
-                    "shape": list(out.shape),
-                    "data": out.ravel().tolist(),
-                }
-            ],
-        }
-        await _send(send, 200, orjson.dumps(response))
+        await _send(send, 200, v2_response(MODEL_NAME, request, out))
 
     async def _batch_loop(self) -> None:
         assert self.queue is not None
@@ -171,6 +159,23 @@ class BareApp:
             for (_, future), output in zip(batch, outputs, strict=True):
                 if not future.done():
                     future.set_result(output)
+
+
+def v2_response(model: str, request: dict[str, Any], out: np.ndarray) -> bytes:
+    """The v2 JSON response of a bare floor: ``out`` as the one FP32 output."""
+    response = {
+        "model_name": model,
+        "id": request.get("id", ""),
+        "outputs": [
+            {
+                "name": "output-0",
+                "datatype": "FP32",
+                "shape": list(out.shape),
+                "data": out.ravel().tolist(),
+            }
+        ],
+    }
+    return orjson.dumps(response)
 
 
 async def _send(send: Send, status: int, body: bytes) -> None:
@@ -275,16 +280,16 @@ def request_body() -> bytes:
     )
 
 
-def _preflight(base: str) -> None:
+def _preflight(base: str, path: str = INFER_PATH) -> None:
     """One request by hand: 200, and the row comes back."""
     req = urllib.request.Request(
-        base + INFER_PATH, data=request_body(), headers={"Content-Type": "application/json"}
+        base + path, data=request_body(), headers={"Content-Type": "application/json"}
     )
     with urllib.request.urlopen(req, timeout=10) as resp:
         status, doc = resp.status, orjson.loads(resp.read())
     output = doc["outputs"][0]
     if status != 200 or output["shape"] != [1, 16] or len(output["data"]) != 16:
-        raise RuntimeError(f"{base}{INFER_PATH} answered {status} {doc!r}")
+        raise RuntimeError(f"{base}{path} answered {status} {doc!r}")
 
 
 def wrk_binary() -> str:
@@ -297,9 +302,7 @@ def wrk_binary() -> str:
     return path
 
 
-def run_wrk(
-    base: str, connections: int, seconds: float, path: str = INFER_PATH
-) -> dict[str, Any]:
+def run_wrk(base: str, connections: int, seconds: float, path: str = INFER_PATH) -> dict[str, Any]:
     """One wrk run (one thread) POSTing ``request_body()`` to ``path``: requests, req/s,
     latency percentiles and error counts."""
     command = [

@@ -22,12 +22,10 @@ max batch 32 ≥ 50%.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
+import functools
 import statistics
-import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +37,8 @@ import servekit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_http
-from _common import BENCH_DIR, free_port, log, machine, table, verdict, wait_http_ok
+from _common import BENCH_DIR, log, machine, table, verdict
+from bench_dispatch import servers
 
 MODEL_NAME = "noop"
 INFER_PATH = f"/v2/models/{MODEL_NAME}/infer"
@@ -86,19 +85,7 @@ async def floor_app(scope: Scope, receive: Receive, send: Send) -> None:
     tensor = request["inputs"][0]
     rows = np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
     out = np.stack(list(rows))
-    response = {
-        "model_name": MODEL_NAME,
-        "id": request.get("id", ""),
-        "outputs": [
-            {
-                "name": "output-0",
-                "datatype": "FP32",
-                "shape": list(out.shape),
-                "data": out.ravel().tolist(),
-            }
-        ],
-    }
-    await _send(send, 200, orjson.dumps(response))
+    await _send(send, 200, bench_http.v2_response(MODEL_NAME, request, out))
 
 
 async def _send(send: Send, status: int, body: bytes) -> None:
@@ -137,36 +124,6 @@ def _command(side: str, port: int) -> list[str]:
     ]
 
 
-@contextlib.contextmanager
-def _servers() -> Iterator[dict[str, tuple[str, int]]]:
-    """Every side's server, checked with one request; side -> (base URL, pid)."""
-    procs: list[subprocess.Popen[bytes]] = []
-    started: dict[str, tuple[str, int]] = {}
-    try:
-        for side in SIDES:
-            port = free_port()
-            proc = subprocess.Popen(
-                _command(side, port), cwd=BENCH_DIR.parent, stdout=subprocess.DEVNULL
-            )
-            procs.append(proc)
-            base = f"http://127.0.0.1:{port}"
-            wait_http_ok(base + "/v2/health/ready", timeout=30.0, proc=proc)
-            check = bench_http.run_wrk(base, 1, 1.0, INFER_PATH)
-            if check["non200"] or not check["requests"]:
-                raise RuntimeError(f"{side} at {base} does not answer {INFER_PATH} with 200")
-            started[side] = (base, proc.pid)
-        yield started
-    finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGINT)
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
 def _measure(base: str, pid: int, seconds: float) -> dict[str, Any]:
     cpu_before = bench_http.process_cpu_seconds(pid)
     result = bench_http.run_wrk(base, CONNECTIONS, seconds, INFER_PATH)
@@ -183,7 +140,8 @@ def main(
     rounds = rounds or (1 if quick else 3)
     seconds = seconds or (3.0 if quick else 6.0)
     runs: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
-    with _servers() as started:
+    commands = {side: functools.partial(_command, side) for side in SIDES}
+    with servers(commands, INFER_PATH) as started:
         for base, _ in started.values():
             bench_http.run_wrk(base, CONNECTIONS, 1.0, INFER_PATH)  # warm-up
         for r in range(rounds):
