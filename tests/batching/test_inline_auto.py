@@ -97,3 +97,34 @@ def test_a_model_that_is_not_cheap_or_runs_several_instances_stays_on_its_thread
     assert not asyncio.run(main(Where(delay=2 * CHEAP_SECONDS), BatchPolicy()))
     assert not asyncio.run(main(Where(), BatchPolicy(instances=2)))
     assert not asyncio.run(main(Where(), BatchPolicy(inline="off")))
+
+
+def test_a_batch_that_fails_on_the_loop_sends_the_model_back_to_its_thread() -> None:
+    """State made in the worker thread (a SQLite connection, say) fails on the loop thread:
+    after the first such failure the model runs in its thread again, and stays there."""
+    made_in: list[int] = []
+
+    def thread_bound(batch: list[Any]) -> list[Any]:
+        if not made_in:
+            made_in.append(threading.get_ident())
+        if threading.get_ident() != made_in[0]:
+            raise RuntimeError("objects created in a thread can only be used in that thread")
+        return batch
+
+    async def main() -> tuple[list[bool], bool]:
+        batcher = Batcher(thread_bound, BatchPolicy(max_batch_size=4))
+        await batcher.start()
+        await one_at_a_time(batcher, WARMUP_BATCHES)  # on the thread: fine
+        outcomes = []
+        for i in range(5):
+            try:
+                outcomes.append(await batcher.run([i]) == [i])
+            except RuntimeError:
+                outcomes.append(False)
+        inline = batcher.inline
+        await batcher.close()
+        return outcomes, inline
+
+    outcomes, inline = asyncio.run(main())
+    assert outcomes == [False, True, True, True, True]  # one failed batch, then back
+    assert not inline

@@ -808,8 +808,11 @@ class Batcher:
         self.stats.predict_seconds += elapsed
         self.stats.completed += early
         parts, dispatched_at = self._inflight.pop(batch_id, ((), 0.0))
-        if self._judge is not None and parts and error is None and isolated is None:
-            self._judge.observe(elapsed, sum(end - start for _, start, end in parts))
+        if self._judge is not None and parts:
+            if error is None and isolated is None:
+                self._judge.observe(elapsed, sum(end - start for _, start, end in parts))
+            else:  # a model that fails on the loop may need its thread (thread-bound state)
+                self._judge.failed(error or isolated)
             self.inline = self._judge.on_loop
         now = self._clock.now()  # type: ignore[union-attr]
         if self.adaptive is not None and parts:

@@ -5,7 +5,8 @@ more than a model that takes microseconds, so once ``WARMUP_BATCHES`` batches in
 took at most ``CHEAP_SECONDS``, and would take at most ``LOOP_MAX_SECONDS`` at
 ``max_batch_size`` items (scaled linearly, which overstates a cost that is mostly fixed), the
 batcher runs it on the loop instead. A batch that then takes longer than ``LOOP_MAX_SECONDS``
-sends the model back to its thread for good: the loop was held up once, never again.
+sends the model back to its thread for good: the loop was held up once, never again; so
+does a batch that fails there (the model may keep state bound to its thread).
 """
 
 from __future__ import annotations
@@ -30,6 +31,22 @@ class InlineJudge:
         self.max_batch_size = max_batch_size
         self.on_loop = False
         self.settled = False  # back on its thread for good
+        self._cheap = 0
+
+    def failed(self, error: BaseException | None) -> None:
+        """A batch failed: on the loop, that sends the model back to its thread for good
+        (state bound to the thread it was made on, such as a SQLite connection, fails
+        elsewhere); on the thread, the warm-up starts again."""
+        if self.settled:
+            return
+        if self.on_loop:
+            self.on_loop, self.settled = False, True
+            log.warning(
+                "model %s: a batch failed on the event loop (%s); predict runs in its worker"
+                " thread from now on (set inline = 'off' to keep it there from the start)",
+                self.name,
+                type(error).__name__ if error is not None else "no output",
+            )
         self._cheap = 0
 
     def observe(self, seconds: float, size: int) -> None:
