@@ -426,6 +426,8 @@ def test_a_failed_load_is_logged_with_its_traceback(tmp_path):
         assert "model brokenload failed to load after" in log
         assert "Traceback (most recent call last):" in log
         assert "in _read_weights" in log  # the frame inside the user's load()
+        # the load runs while the server starts: under load it may fail before it listens
+        wait_for(served.listening, "the server listens after the failed load")
         assert served.client.get("/v2/health/ready").status_code == 503
         assert served.terminate() == 0
 
