@@ -93,13 +93,13 @@ def test_the_environment_turns_inline_on(monkeypatch: pytest.MonkeyPatch) -> Non
         InlineDouble().batch_settings()
 
 
-def test_inline_batches_queued_meanwhile_run_in_the_same_loop_pass() -> None:
-    """Three callers, batches of one: the three batches run back to back in one loop
-    callback (not one loop turn each), then the answered callers resume, in order."""
+def three_callers_in_batches_of_one(seconds_per_batch: float) -> list[str]:
+    """The order in which an inline batcher runs three one-item batches and answers them."""
     order: list[str] = []
 
     def handler(batch: list[int]) -> list[int]:
         order.append(f"batch {batch}")
+        time.sleep(seconds_per_batch)
         return batch
 
     async def caller(batcher: Batcher, item: int) -> None:
@@ -113,7 +113,13 @@ def test_inline_batches_queued_meanwhile_run_in_the_same_loop_pass() -> None:
         await batcher.close()
 
     asyncio.run(main())
-    assert order == [
+    return order
+
+
+def test_inline_batches_queued_meanwhile_run_in_the_same_loop_pass() -> None:
+    """Three callers, batches of one: the three batches run back to back in one loop
+    callback (not one loop turn each), then the answered callers resume, in order."""
+    assert three_callers_in_batches_of_one(0.0) == [
         "batch [0]",
         "batch [1]",
         "batch [2]",
@@ -126,25 +132,7 @@ def test_inline_batches_queued_meanwhile_run_in_the_same_loop_pass() -> None:
 def test_a_pass_that_runs_out_of_time_hands_the_next_batch_to_a_later_loop_turn() -> None:
     """Batches slower than the pass's 2 ms: each ends its pass, the callers it answered
     resume, then the next batch runs; nothing is lost on the way."""
-    order: list[str] = []
-
-    def handler(batch: list[int]) -> list[int]:
-        order.append(f"batch {batch}")
-        time.sleep(0.003)
-        return batch
-
-    async def caller(batcher: Batcher, item: int) -> None:
-        await batcher.run([item])
-        order.append(f"answered {item}")
-
-    async def main() -> None:
-        batcher = Batcher(handler, BatchPolicy(max_batch_size=1, inline=True))
-        await batcher.start()
-        await asyncio.gather(*(caller(batcher, i) for i in range(3)))
-        await batcher.close()
-
-    asyncio.run(main())
-    assert order == [
+    assert three_callers_in_batches_of_one(0.003) == [
         "batch [0]",
         "answered 0",
         "batch [1]",
