@@ -167,3 +167,12 @@ def write_json(name: str, result: dict[str, Any]) -> Path:
 def log(message: str) -> None:
     """Progress on stderr, so tables on stdout stay clean."""
     print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def print_and_save(name: str, result: dict[str, Any]) -> None:
+    """A benchmark run from the command line: its tables and notes, then ``results/<name>.json``."""
+    for spec in result.get("tables") or []:
+        print(render_table(spec))
+    for note in result.get("notes") or []:
+        print("-", note)
+    print(write_json(name, result))

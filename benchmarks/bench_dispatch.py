@@ -225,11 +225,6 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--seconds", type=float)
     args = parser.parse_args()
-    from _common import render_table, write_json
+    from _common import print_and_save
 
-    out = main(args.quick, args.rounds, args.seconds)
-    for spec in out["tables"]:
-        print(render_table(spec))
-    for note in out["notes"]:
-        print("-", note)
-    print(write_json("dispatch", out))
+    print_and_save("dispatch", main(args.quick, args.rounds, args.seconds))

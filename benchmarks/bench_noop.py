@@ -216,9 +216,6 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 if __name__ == "__main__":
     args = _parse_args()
-    from _common import render_table, write_json
+    from _common import print_and_save
 
-    outcome = main(args.quick, args.rounds, args.seconds)
-    for spec in outcome["tables"]:
-        print(render_table(spec))
-    print(write_json("noop", outcome))
+    print_and_save("noop", main(args.quick, args.rounds, args.seconds))

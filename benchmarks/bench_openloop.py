@@ -337,11 +337,6 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, help="rounds (default 3; --quick 1)")
     parser.add_argument("--seconds", type=float, help="seconds per run (default 3; --quick 2)")
     args = parser.parse_args()
-    from _common import render_table, write_json
+    from _common import print_and_save
 
-    out = main(args.quick, args.rounds, args.seconds)
-    for spec in out["tables"]:
-        print(render_table(spec))
-    for note in out["notes"]:
-        print("-", note)
-    print(write_json("openloop", out))
+    print_and_save("openloop", main(args.quick, args.rounds, args.seconds))
